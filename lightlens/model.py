@@ -1,0 +1,102 @@
+"""`LanguageModel`: a loaded causal LM plus its tokenizer, ready to score text."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from .head import Head, find_head
+
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog, 1 2 3."
+
+
+class LanguageModel:
+    """A transformers causal LM with its tokenizer; what :func:`lightlens.load` returns.
+
+    >>> lm = lightlens.load("path/to/model")               # doctest: +SKIP
+    >>> lm.score("Hello world").tokens                     # doctest: +SKIP
+    ['Hello', ' world']
+    """
+
+    def __init__(self, model, tokenizer, *, name: str, source: str = "", revision: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.source = source
+        self.revision = revision
+        self._head: Head | None | bool = False  # False: not looked up yet
+        self._decoded: dict[int, str] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (statistics are always computed in float32)."""
+        return self.model.dtype
+
+    @property
+    def context_length(self) -> int:
+        """The longest input the model takes (its position limit)."""
+        cfg = self.model.config
+        cfg = getattr(cfg, "text_config", None) or cfg
+        for attr in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return int(min(self.tokenizer.model_max_length, 1 << 20))
+
+    @property
+    def head(self) -> Head | None:
+        """The LM head when hidden-state scoring reproduces the model's logits, else None."""
+        if self._head is False:
+            ids = self.tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+            self._head = find_head(self.model, torch.tensor([ids], device=self.device))
+        return self._head
+
+    def info(self) -> dict[str, Any]:
+        """Metadata stored in every result: name, revision, dtype, device, backend."""
+        return {
+            "name": self.name,
+            "revision": self.revision,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "backend": "transformers",
+        }
+
+    def decode_ids(self, ids: Sequence[int]) -> list[str]:
+        """Each id decoded on its own (cached), for top-k alternatives."""
+        missing = [i for i in set(ids) if i not in self._decoded]
+        for i in missing:
+            self._decoded[i] = self.tokenizer.decode([i])
+        return [self._decoded[i] for i in ids]
+
+    def score(self, text: str | Sequence[str], **options):
+        """Score one text (returns a ScoreResult) or a list (returns a list).
+
+        Options as in :func:`lightlens.score`.
+
+        >>> lm.score("The cat sat.", top_k=3).top_k_tokens[1]   # doctest: +SKIP
+        """
+        from .scoring import score_texts
+
+        if isinstance(text, str):
+            return score_texts(self, [text], **options)[0]
+        return score_texts(self, list(text), **options)
+
+    def perplexity(self, texts_or_path, **options):
+        """Corpus perplexity; see :func:`lightlens.perplexity`.
+
+        >>> lm.perplexity(["one text", "another"]).perplexity  # doctest: +SKIP
+        """
+        from .corpus import perplexity
+
+        return perplexity(texts_or_path, model=self, **options)
+
+    def __repr__(self) -> str:
+        return (
+            f"LanguageModel({self.name!r}, device={str(self.device)!r}, "
+            f"dtype={self.info()['dtype']!r}, context={self.context_length})"
+        )

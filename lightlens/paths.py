@@ -1,0 +1,34 @@
+"""Where lightlens keeps downloaded and converted models.
+
+``$LIGHTLENS_CACHE`` if set, else ``$XDG_CACHE_HOME/lightlens``, else ``~/.cache/lightlens``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The cache folder (created on first use).
+
+    >>> cache_dir().name                                   # doctest: +SKIP
+    'lightlens'
+    """
+    root = os.environ.get("LIGHTLENS_CACHE")
+    if root:
+        path = Path(root).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(xdg).expanduser() / "lightlens"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,326 @@
+"""`ScoreResult`: per-token scores of one text, as plain numpy arrays and strings.
+
+A result never holds torch objects, so it pickles, saves (JSON or Parquet), loads and
+prints on a machine without torch. Every derived number follows ../shared/DESIGN.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LN2 = math.log(2.0)
+_ARRAYS = {  # field -> numpy dtype of the stored array
+    "token_ids": np.int64,
+    "offsets": np.int64,
+    "logprobs": np.float32,
+    "entropy": np.float32,
+    "ranks": np.int64,
+    "top_k_ids": np.int64,
+    "top_k_logprobs": np.float32,
+}
+_META = ("text", "model", "window", "bos")
+
+
+def count_words(text: str) -> int:
+    """Number of whitespace-separated words (lm-evaluation-harness's word count).
+
+    >>> count_words("  the cat\\n sat ")
+    3
+    """
+    return len(text.split())
+
+
+@dataclass(eq=False)
+class ScoreResult:
+    """Per-token log-probabilities of one text under one causal LM.
+
+    Token ``i`` covers ``text[offsets[i, 0]:offsets[i, 1]]`` (``tokens[i]`` is that slice,
+    so ``"".join(tokens) == text``; a token that only continues a multi-byte character
+    covers no characters). ``logprobs[i]`` is NaN where the model had no context to
+    predict token ``i`` (the first token when no BOS was prepended); ``ranks[i]`` is 0
+    there. Natural logs throughout.
+
+    Example:
+        >>> r = ScoreResult.load("result.json")            # doctest: +SKIP
+        >>> round(r.perplexity, 2), r.num_scored           # doctest: +SKIP
+        (23.41, 11)
+    """
+
+    text: str
+    tokens: list[str]
+    token_ids: np.ndarray
+    offsets: np.ndarray
+    logprobs: np.ndarray
+    entropy: np.ndarray
+    ranks: np.ndarray
+    top_k_ids: np.ndarray
+    top_k_logprobs: np.ndarray
+    top_k_tokens: list[list[str]]
+    model: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, Any] = field(default_factory=dict)
+    bos: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.tokens)
+        for name, dtype in _ARRAYS.items():
+            setattr(self, name, np.asarray(getattr(self, name), dtype=dtype))
+        self.offsets = self.offsets.reshape(n, 2)
+        self.top_k_ids = self.top_k_ids.reshape(n, -1) if n else self.top_k_ids.reshape(0, 0)
+        self.top_k_logprobs = self.top_k_logprobs.reshape(self.top_k_ids.shape)
+        for name in ("token_ids", "logprobs", "entropy", "ranks"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} tokens")
+
+    # ---- derived numbers -------------------------------------------------------------
+    @property
+    def scored(self) -> np.ndarray:
+        """Boolean mask of the tokens that have a log-probability."""
+        return ~np.isnan(self.logprobs)
+
+    @property
+    def num_scored(self) -> int:
+        """How many tokens were predicted (the denominator of nll)."""
+        return int(self.scored.sum())
+
+    @property
+    def total_logprob(self) -> float:
+        """Sum of the scored tokens' log-probabilities (nats), in float64."""
+        return float(self.logprobs[self.scored].astype(np.float64).sum())
+
+    @property
+    def nll(self) -> float:
+        """Mean negative log-likelihood per scored token (nats); NaN if none was scored."""
+        n = self.num_scored
+        return -self.total_logprob / n if n else math.nan
+
+    @property
+    def perplexity(self) -> float:
+        """``exp(nll)`` over the scored tokens."""
+        return math.exp(self.nll) if self.num_scored else math.nan
+
+    @property
+    def scored_text(self) -> str:
+        """The characters covered by scored tokens (the text after an unscored prefix)."""
+        idx = np.flatnonzero(self.scored)
+        return self.text[self.offsets[idx[0], 0]:] if len(idx) else ""
+
+    @property
+    def num_bytes(self) -> int:
+        """UTF-8 bytes of the scored text."""
+        return len(self.scored_text.encode("utf-8"))
+
+    @property
+    def num_words(self) -> int:
+        """Whitespace-separated words of the scored text."""
+        return count_words(self.scored_text)
+
+    @property
+    def bits_per_byte(self) -> float:
+        """``-sum(logprob) / ln 2 / utf8_bytes(scored text)``: comparable across tokenizers."""
+        b = self.num_bytes
+        return -self.total_logprob / LN2 / b if b and self.num_scored else math.nan
+
+    @property
+    def word_perplexity(self) -> float:
+        """``exp(-sum(logprob) / words)`` of the scored text (lm-evaluation-harness)."""
+        w = self.num_words
+        return math.exp(-self.total_logprob / w) if w and self.num_scored else math.nan
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Probability of each token (``exp(logprob)``; NaN where unscored)."""
+        return np.exp(self.logprobs)
+
+    @property
+    def surprisal_bits(self) -> np.ndarray:
+        """Surprisal of each token in bits (``-logprob / ln 2``)."""
+        return -self.logprobs / LN2
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    # ---- tables ----------------------------------------------------------------------
+    def to_pandas(self):
+        """One row per token: token, id, character span, logprob, prob, bits, entropy, rank, top-k.
+
+        >>> df = result.to_pandas()                         # doctest: +SKIP
+        >>> df.sort_values("logprob").head(3)               # the most surprising tokens
+        """
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "token": self.tokens,
+                "token_id": self.token_ids,
+                "start": self.offsets[:, 0],
+                "end": self.offsets[:, 1],
+                "logprob": self.logprobs,
+                "prob": self.probs,
+                "surprisal_bits": self.surprisal_bits,
+                "entropy": self.entropy,
+                "rank": self.ranks,
+                "top_k_tokens": self.top_k_tokens,
+                "top_k_logprobs": [list(map(float, row)) for row in self.top_k_logprobs],
+            }
+        )
+
+    def table(self, *, max_rows: int | None = None) -> str:
+        """The per-token table as aligned text (what the CLI prints).
+
+        >>> print(result.table(max_rows=5))                 # doctest: +SKIP
+        """
+        k = self.top_k_ids.shape[1]
+        head = f"{'#':>5}  {'token':<18} {'logprob':>9} {'prob':>7} {'rank':>6} {'entropy':>8}"
+        lines = [head + ("  top-k" if k else "")]
+        rows = range(len(self)) if max_rows is None else range(min(max_rows, len(self)))
+        for i in rows:
+            lp = self.logprobs[i]
+            scored = not math.isnan(lp)
+            tok = _printable(self.tokens[i])[:18]
+            line = (
+                f"{i:>5}  {tok:<18} {lp:>9.3f} {math.exp(lp):>7.3f} {self.ranks[i]:>6d} "
+                f"{self.entropy[i]:>8.3f}"
+                if scored
+                else f"{i:>5}  {tok:<18} {'—':>9} {'—':>7} {'—':>6} {'—':>8}"
+            )
+            if k and scored:
+                line += "  " + " ".join(_printable(t) for t in self.top_k_tokens[i][: min(k, 3)])
+            lines.append(line)
+        if max_rows is not None and len(self) > max_rows:
+            lines.append(f"  … {len(self) - max_rows} more tokens")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line: perplexity, nll, bits per byte and counts."""
+        return (
+            f"perplexity {self.perplexity:.4f}  nll {self.nll:.4f}  bits/byte "
+            f"{self.bits_per_byte:.4f}  scored tokens {self.num_scored}/{len(self)}"
+        )
+
+    def __repr__(self) -> str:
+        name = self.model.get("name", "?")
+        extra = ", windowed" if self.window.get("windowed") else ""
+        return (
+            f"ScoreResult(model={name!r}, tokens={len(self)}, scored={self.num_scored}, "
+            f"perplexity={self.perplexity:.4g}, bits_per_byte={self.bits_per_byte:.4g}{extra})"
+        )
+
+    # ---- saving ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes None)."""
+        d: dict[str, Any] = {name: getattr(self, name) for name in _META}
+        d["tokens"] = list(self.tokens)
+        d["top_k_tokens"] = [list(t) for t in self.top_k_tokens]
+        for name in _ARRAYS:
+            arr = getattr(self, name)
+            d[name] = _nan_to_none(arr.tolist()) if arr.dtype.kind == "f" else arr.tolist()
+        d["format"] = "lightlens.ScoreResult/1"
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScoreResult":
+        """Inverse of :meth:`to_dict`."""
+        if d.get("format") != "lightlens.ScoreResult/1":
+            raise ValueError("not a lightlens ScoreResult (missing format 'lightlens.ScoreResult/1')")
+        kw = {name: d[name] for name in (*_META, "tokens", "top_k_tokens")}
+        for name, dtype in _ARRAYS.items():
+            kw[name] = np.array(_none_to_nan(d[name]), dtype=dtype)
+        return cls(**kw)
+
+    def save(self, path: str | Path) -> Path:
+        """Save as ``.json`` or ``.parquet`` (chosen by the suffix); never pickle.
+
+        >>> result.save("scores.parquet")                   # doctest: +SKIP
+        """
+        path = Path(path)
+        if path.suffix == ".json":
+            path.write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+        elif path.suffix == ".parquet":
+            _write_parquet(self, path)
+        else:
+            raise ValueError(f"cannot save to {path.name!r}: use a .json or .parquet file name")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ScoreResult":
+        """Load a result written by :meth:`save` (needs no torch).
+
+        >>> ScoreResult.load("scores.parquet").perplexity   # doctest: +SKIP
+        """
+        path = Path(path)
+        if path.suffix == ".json":
+            return cls.from_dict(json.loads(path.read_text()))
+        if path.suffix == ".parquet":
+            return _read_parquet(cls, path)
+        raise ValueError(f"cannot load {path.name!r}: expected a .json or .parquet file")
+
+
+def _printable(s: str) -> str:
+    return s.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def _nan_to_none(x):
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _none_to_nan(x):
+    if isinstance(x, list):
+        return [_none_to_nan(v) for v in x]
+    return math.nan if x is None else x
+
+
+def _write_parquet(r: ScoreResult, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = r.to_dict()
+    meta = {name: d[name] for name in (*_META, "format")}
+    meta["top_k"] = int(r.top_k_ids.shape[1])
+    table = pa.table(
+        {
+            "token": d["tokens"],
+            "token_id": r.token_ids,
+            "start": r.offsets[:, 0],
+            "end": r.offsets[:, 1],
+            "logprob": r.logprobs,
+            "entropy": r.entropy,
+            "rank": r.ranks,
+            "top_k_ids": pa.array(r.top_k_ids.tolist(), type=pa.list_(pa.int64())),
+            "top_k_logprobs": pa.array(r.top_k_logprobs.tolist(), type=pa.list_(pa.float32())),
+            "top_k_tokens": pa.array(d["top_k_tokens"], type=pa.list_(pa.string())),
+        }
+    ).replace_schema_metadata({"lightlens": json.dumps(meta, ensure_ascii=False)})
+    pq.write_table(table, path)
+
+
+def _read_parquet(cls, path: Path) -> ScoreResult:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(b"lightlens")
+    if raw is None:
+        raise ValueError(f"{path} is a Parquet file but not one written by ScoreResult.save")
+    meta = json.loads(raw)
+    cols = table.to_pydict()
+    k = meta.pop("top_k")
+    n = len(cols["token"])
+    return cls(
+        **{name: meta[name] for name in _META},
+        tokens=cols["token"],
+        token_ids=cols["token_id"],
+        offsets=np.stack([cols["start"], cols["end"]], axis=-1) if n else np.zeros((0, 2)),
+        logprobs=np.array(cols["logprob"], dtype=np.float32),
+        entropy=np.array(cols["entropy"], dtype=np.float32),
+        ranks=cols["rank"],
+        top_k_ids=np.array(cols["top_k_ids"], dtype=np.int64).reshape(n, k),
+        top_k_logprobs=np.array(cols["top_k_logprobs"], dtype=np.float32).reshape(n, k),
+        top_k_tokens=cols["top_k_tokens"],
+    )
+

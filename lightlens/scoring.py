@@ -1,0 +1,152 @@
+"""The scoring engine: texts → windows → padded batches → model → token statistics.
+
+Windows of all texts are sorted by length and run in padded batches (right padding,
+so a pad never precedes a real token and never reaches a result). Only the rows that
+predict a target are turned into statistics, from the last hidden state through the
+LM head chunk by chunk (or from the logits for heads we do not model); the float32
+log-softmax of a whole sequence never exists.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import NoScoredTokensWarning
+from .head import last_hidden
+from .result import ScoreResult
+from .stats import stats_from_hidden, stats_from_logits
+from .tokenize import Encoding, encode
+from .windows import Window, check_window, plan_windows
+
+
+class _Doc:
+    """One text being scored: its encoding, windows, and the arrays windows fill in."""
+
+    def __init__(self, enc: Encoding, windows: list[Window], top_k: int):
+        m = len(enc.offsets)
+        self.enc, self.windows, self.shift = enc, windows, int(enc.bos)
+        self.logprobs = np.full(m, np.nan, np.float32)
+        self.entropy = np.full(m, np.nan, np.float32)
+        self.ranks = np.zeros(m, np.int64)
+        self.top_ids = np.full((m, top_k), -1, np.int64)
+        self.top_logprobs = np.full((m, top_k), np.nan, np.float32)
+
+    def fill(self, w: Window, stats, rows: slice) -> None:
+        j = slice(w.first - self.shift, w.last - self.shift)
+        self.logprobs[j] = stats.logprob[rows].numpy()
+        self.entropy[j] = stats.entropy[rows].numpy()
+        self.ranks[j] = stats.rank[rows].numpy()
+        self.top_ids[j] = stats.top_k_ids[rows].numpy()
+        self.top_logprobs[j] = stats.top_k_logprobs[rows].numpy()
+
+    def result(self, lm, window: dict) -> ScoreResult:
+        enc = self.enc
+        top_tokens = [lm.decode_ids(row) if row and row[0] >= 0 else [""] * len(row) for row in self.top_ids.tolist()]
+        if not (~np.isnan(self.logprobs)).any():
+            warnings.warn(
+                f"no token of {enc.text[:40]!r} could be scored (one token and no BOS): "
+                "perplexity is NaN. Give a longer text, or pass bos=True if the model has a BOS token.",
+                NoScoredTokensWarning,
+                stacklevel=4,
+            )
+        return ScoreResult(
+            text=enc.text, tokens=enc.tokens, token_ids=enc.text_ids, offsets=enc.offsets,
+            logprobs=self.logprobs, entropy=self.entropy, ranks=self.ranks,
+            top_k_ids=self.top_ids, top_k_logprobs=self.top_logprobs, top_k_tokens=top_tokens,
+            model=lm.info(), bos=enc.bos,
+            window={**window, "num_windows": len(self.windows), "windowed": len(self.windows) > 1},
+        )
+
+
+def window_sizes(context: int, max_length: int | None, stride: int | None) -> tuple[int, int]:
+    """The window (``max_length``, default: the model's context) and stride (default: half)."""
+    length = context if max_length is None else max_length
+    check_window(length, length if stride is None else stride)
+    if length > context:
+        raise ValueError(
+            f"max_length={length} is longer than the model's context of {context} tokens: "
+            f"pass max_length <= {context} (longer texts are windowed automatically)"
+        )
+    return length, stride if stride is not None else max(1, length // 2)
+
+
+def score_texts(
+    lm,
+    texts: Sequence[str],
+    *,
+    top_k: int = 5,
+    max_length: int | None = None,
+    stride: int | None = None,
+    bos: bool | None = None,
+    batch_size: int = 8,
+    progress: bool | None = None,
+) -> list[ScoreResult]:
+    """Score each text with ``lm`` (a :class:`LanguageModel`); one result per text.
+
+    >>> [r.perplexity for r in score_texts(lm, ["a b c", "d e f"])]   # doctest: +SKIP
+    """
+    if isinstance(texts, str) or not len(texts):
+        raise ValueError("give a non-empty list of texts (or one str to lightlens.score)")
+    if not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    length, step = window_sizes(lm.context_length, max_length, stride)
+    docs = []
+    for text in texts:
+        enc = encode(lm.tokenizer, text, bos=bos)
+        docs.append(_Doc(enc, plan_windows(len(enc.ids), max_length=length, stride=step), top_k))
+    jobs = sorted(((d, w) for d in docs for w in d.windows), key=lambda j: j[1].begin - j[1].end)
+    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
+    total = sum(w.last - w.first for _, w in jobs)
+    show = len(batches) > 1 if progress is None else progress
+    with tqdm(total=total, unit="tok", desc="scoring", disable=not show) as bar:
+        for batch in batches:
+            _run_batch(lm, batch, top_k)
+            bar.update(sum(w.last - w.first for _, w in batch))
+    return [d.result(lm, {"max_length": length, "stride": step}) for d in docs]
+
+
+def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int) -> None:
+    width = max(w.end - w.begin for _, w in batch)
+    pad = lm.tokenizer.pad_token_id
+    ids = torch.full((len(batch), width), 0 if pad is None else pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    rows_b, rows_t, targets = [], [], []
+    for b, (doc, w) in enumerate(batch):
+        ids[b, : w.end - w.begin] = torch.from_numpy(doc.enc.ids[w.begin : w.end])
+        mask[b, : w.end - w.begin] = 1
+        rows_b += [b] * len(w.positions)
+        rows_t += list(w.positions)
+        targets.append(doc.enc.ids[w.first : w.last])
+    device = lm.device
+    stats = forward_stats(
+        lm,
+        ids.to(device),
+        None if bool(mask.all()) else mask.to(device),
+        torch.tensor(rows_b, device=device),
+        torch.tensor(rows_t, device=device),
+        torch.from_numpy(np.concatenate(targets)).to(device),
+        top_k,
+    )
+    stats = type(stats)(*(t.cpu() for t in stats))
+    start = 0
+    for doc, w in batch:
+        n = w.last - w.first
+        doc.fill(w, stats, slice(start, start + n))
+        start += n
+
+
+@torch.inference_mode()
+def forward_stats(lm, ids, mask, rows_b, rows_t, targets, top_k: int):
+    """Statistics of the predictions at ``(rows_b, rows_t)`` of a padded batch ``ids`` [B, T]."""
+    head = lm.head
+    if head is not None:
+        hidden = last_hidden(lm.model, ids, mask)
+        return stats_from_hidden(head, hidden[rows_b, rows_t], targets, top_k)
+    logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    return stats_from_logits(logits[rows_b, rows_t], targets, top_k)

@@ -1,0 +1,110 @@
+"""Text → token ids with character spans that partition the text, and the BOS policy.
+
+BOS policy (``bos=None``, the default): prepend the tokenizer's BOS exactly when the
+tokenizer would add one by itself (Llama, Gemma do; GPT-2, SmolLM2 do not). ``bos=True``
+always prepends it (an error if the tokenizer has none), ``bos=False`` never does. The
+text is always tokenized without special tokens and BOS is added here at most once, so
+there is never a double BOS. With a BOS every text token is scored; without one the first
+text token has no context and gets NaN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One tokenized text.
+
+    ``ids`` are the model's input (BOS first when ``bos``); ``offsets`` [n, 2] give the
+    character span of each *text* token, contiguous, covering ``text`` exactly.
+    """
+
+    text: str
+    ids: np.ndarray
+    offsets: np.ndarray
+    bos: bool
+
+    @property
+    def text_ids(self) -> np.ndarray:
+        """The ids of the text tokens (without BOS)."""
+        return self.ids[1:] if self.bos else self.ids
+
+    @property
+    def tokens(self) -> list[str]:
+        """The exact characters each text token covers."""
+        return [self.text[a:b] for a, b in self.offsets]
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer prepends its BOS token by itself when encoding a text.
+
+    >>> adds_bos(gpt2_tokenizer)                           # doctest: +SKIP
+    False
+    """
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    return len(with_special) > len(plain) and with_special[0] == bos
+
+
+def resolve_bos(tokenizer, bos: bool | None) -> bool:
+    """Apply the BOS policy: ``None`` follows the tokenizer, ``True``/``False`` force it."""
+    if bos is None:
+        return adds_bos(tokenizer)
+    if bos and tokenizer.bos_token_id is None:
+        raise ValueError("bos=True, but this tokenizer has no BOS token: pass bos=False or None")
+    return bool(bos)
+
+
+def partition_offsets(spans, n_chars: int) -> np.ndarray:
+    """Turn a tokenizer's (possibly overlapping or trimmed) spans into a partition.
+
+    Token i covers ``[end of the text so far, its own end)``: a leading space trimmed by
+    the tokenizer goes to the token it precedes, the extra byte-tokens of one multi-byte
+    character get empty spans, and the last token runs to the end of the text.
+
+    >>> partition_offsets([(0, 5), (6, 11)], 11).tolist()
+    [[0, 5], [5, 11]]
+    >>> partition_offsets([(0, 1), (0, 1)], 1).tolist()
+    [[0, 1], [1, 1]]
+    """
+    ends = np.maximum.accumulate(np.array([e for _, e in spans], dtype=np.int64))
+    if len(ends):
+        ends[-1] = n_chars
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    return np.stack([starts, ends], axis=-1)
+
+
+def encode(tokenizer, text: str, *, bos: bool | None = None) -> Encoding:
+    """Tokenize ``text`` with character offsets and the BOS policy applied.
+
+    >>> enc = encode(tokenizer, "Hello world")             # doctest: +SKIP
+    >>> enc.tokens                                         # doctest: +SKIP
+    ['Hello', ' world']
+    """
+    check_text(text)
+    out = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, spans = list(out["input_ids"]), list(out["offset_mapping"])
+    if not ids:
+        raise ValueError("the text produced no tokens: give a non-empty text")
+    # A text that itself starts with the BOS token already has its context: never add a second.
+    prepend = resolve_bos(tokenizer, bos) and ids[0] != tokenizer.bos_token_id
+    if prepend:
+        ids = [tokenizer.bos_token_id] + ids
+    return Encoding(text, np.array(ids, dtype=np.int64), partition_offsets(spans, len(text)), prepend)
+
+
+def check_text(text) -> None:
+    """Reject what cannot be scored with a message that says what to pass instead."""
+    if not isinstance(text, str):
+        raise TypeError(
+            f"expected a str (or a list of str), got {type(text).__name__}: "
+            "decode bytes with .decode('utf-8') and join token lists into a string first"
+        )
+    if not text:
+        raise ValueError("cannot score an empty text: give at least one character")
