@@ -42,7 +42,7 @@ def row_stats(x: torch.Tensor, targets: torch.Tensor, top_k: int, ignore_index: 
     lse = torch.logsumexp(x, dim=-1)
     logp = x - lse[:, None]
     p = logp.exp()
-    entropy = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1)
+    entropy = -torch.where(p == 0, torch.zeros_like(p), p * logp).sum(-1)  # 0·log 0 = 0; NaN stays
     ignored = targets == ignore_index
     safe = torch.where(ignored, torch.zeros_like(targets), targets)
     target_logit = x.gather(1, safe[:, None])

@@ -1,7 +1,7 @@
 """`LanguageModel`: a loaded causal LM plus its tokenizer, ready to score text."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -81,9 +81,12 @@ class LanguageModel:
         >>> lm.score("The cat sat.", top_k=3).top_k_tokens[1]   # doctest: +SKIP
         """
         from .scoring import score_texts
+        from .tokenize import check_text
 
         if isinstance(text, str):
             return score_texts(self, [text], **options)[0]
+        if isinstance(text, (bytes, bytearray)) or not isinstance(text, Iterable):
+            check_text(text)  # raises a TypeError that says what to pass
         return score_texts(self, list(text), **options)
 
     def perplexity(self, texts_or_path, **options):

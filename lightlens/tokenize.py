@@ -64,20 +64,21 @@ def resolve_bos(tokenizer, bos: bool | None) -> bool:
 def partition_offsets(spans, n_chars: int) -> np.ndarray:
     """Turn a tokenizer's (possibly overlapping or trimmed) spans into a partition.
 
-    Token i covers ``[end of the text so far, its own end)``: a leading space trimmed by
-    the tokenizer goes to the token it precedes, the extra byte-tokens of one multi-byte
-    character get empty spans, and the last token runs to the end of the text.
+    The boundary before token i is ``min(its start, the end of the text so far)``, never
+    moving backwards: a leading space the tokenizer trimmed goes to the token it precedes;
+    when several tokens claim one character (the byte pieces of an emoji, a prefix ``▁``
+    the tokenizer invented) the character goes to the last of them, the one that completes
+    it, and the others cover nothing. The last token runs to the end of the text.
 
     >>> partition_offsets([(0, 5), (6, 11)], 11).tolist()
     [[0, 5], [5, 11]]
     >>> partition_offsets([(0, 1), (0, 1)], 1).tolist()
-    [[0, 1], [1, 1]]
+    [[0, 0], [0, 1]]
     """
-    ends = np.maximum.accumulate(np.array([e for _, e in spans], dtype=np.int64))
-    if len(ends):
-        ends[-1] = n_chars
-    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-    return np.stack([starts, ends], axis=-1)
+    starts = np.array([a for a, _ in spans], dtype=np.int64)
+    ends = np.maximum.accumulate(np.array([b for _, b in spans], dtype=np.int64))
+    bounds = np.maximum.accumulate(np.concatenate([[0], np.minimum(starts[1:], ends[:-1])]))
+    return np.stack([bounds, np.append(bounds[1:], n_chars)], axis=-1)
 
 
 def encode(tokenizer, text: str, *, bos: bool | None = None) -> Encoding:
