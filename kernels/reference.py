@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 IGNORE_INDEX = -100
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 32 * 2**20
 
 
 class TokenStats(NamedTuple):
@@ -40,16 +40,20 @@ class TokenStats(NamedTuple):
 def row_stats(x: torch.Tensor, targets: torch.Tensor, top_k: int, ignore_index: int) -> TokenStats:
     """Statistics of float32 logits ``x`` [T, V] (no chunking; the building block)."""
     lse = torch.logsumexp(x, dim=-1)
-    logp = x - lse[:, None]
-    p = logp.exp()
-    entropy = -torch.where(p == 0, torch.zeros_like(p), p * logp).sum(-1)  # 0·log 0 = 0; NaN stays
+    p = (x - lse[:, None]).exp_()
+    # H = lse - sum(p·x); a -inf logit gives 0·(-inf) = NaN there, so such rows are redone
+    # with 0·log 0 = 0 spelled out (a row with a NaN logit stays NaN either way).
+    entropy = lse - torch.linalg.vecdot(p, x)
+    redo = torch.isnan(entropy) & ~torch.isnan(lse)
+    if redo.any():
+        xr, pr = x[redo], p[redo]
+        entropy[redo] = -torch.where(pr == 0, torch.zeros_like(pr), pr * (xr - lse[redo, None])).sum(-1)
     ignored = targets == ignore_index
     safe = torch.where(ignored, torch.zeros_like(targets), targets)
     target_logit = x.gather(1, safe[:, None])
     logprob = (target_logit[:, 0] - lse).masked_fill(ignored, float("nan"))
     rank = ((x > target_logit).sum(-1) + 1).masked_fill(ignored, 0)
-    k = min(top_k, x.shape[-1])
-    top_vals, top_ids = x.topk(k, dim=-1) if k else (x[:, :0], targets[:, None][:, :0])
+    top_vals, top_ids = x.topk(min(top_k, x.shape[-1]), dim=-1)
     return TokenStats(logprob, lse, entropy, rank, top_ids, top_vals - lse[:, None])
 
 

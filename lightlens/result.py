@@ -261,7 +261,8 @@ class ScoreResult:
 
 
 def _printable(s: str) -> str:
-    return s.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    """Escape what a terminal would not show as one cell (newlines, tabs, controls)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
 
 
 def _nan_to_none(x):

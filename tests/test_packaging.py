@@ -1,0 +1,47 @@
+"""Packaging: environment.yml mirrors pyproject, the version is one, CI runs the README's tests."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import lightlens
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].strip().lower()
+
+
+def _spec(req: str) -> str:
+    return req.split(";")[0].replace(" ", "")[len(_name(req)):]
+
+
+def test_environment_yml_lists_what_pyproject_lists():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r): _spec(r) for r in project["dependencies"]}
+    for extra in ("offline", "notebooks", "dev"):
+        wanted.update({_name(r): _spec(r) for r in project["optional-dependencies"][extra]})
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    listed = {}
+    for dep in env["dependencies"]:
+        for req in dep["pip"] if isinstance(dep, dict) else [dep]:
+            if not req.startswith(("python", "pip", "-e")):
+                listed[_name(req.replace("pytorch", "torch"))] = _spec(req.replace("pytorch", "torch"))
+    assert listed == wanted
+
+
+def test_version_is_single_sourced():
+    from importlib.metadata import version
+
+    assert lightlens.__version__ == version("lightlens")
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make demo" in readme
+    assert re.search(r"^\s*make test\b", ci, re.M)
