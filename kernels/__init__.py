@@ -16,7 +16,21 @@ from .reference import (
 __all__ = [
     "IGNORE_INDEX",
     "TokenStats",
+    "fused_token_stats",
     "fused_token_stats_reference",
     "head_logits",
+    "token_stats",
     "token_stats_reference",
 ]
+
+
+def __getattr__(name):  # the Triton kernels import triton only when asked for
+    if name == "token_stats":
+        from .triton_token_stats import token_stats
+
+        return token_stats
+    if name == "fused_token_stats":
+        from .triton_fused_token_stats import fused_token_stats
+
+        return fused_token_stats
+    raise AttributeError(name)

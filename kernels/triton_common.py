@@ -43,7 +43,7 @@ def online_update(x, cols, m, s, w, cnt, nan, t_logit, target):
     d = x - ref[:, None]
     e = tl.exp(d)
     ed = e * tl.where(e > 0, d, 0.0)  # 0·(-inf) would be NaN
-    w = tl.where(s > 0, alpha * (w + shift * s), 0.0) + tl.sum(ed, 1)
+    w = alpha * (w + tl.where(s > 0, shift, 0.0) * s) + tl.sum(ed, 1)
     s = s * alpha + tl.sum(e, 1)
     above = (x > t_logit[:, None]) & (cols[None, :] != target[:, None])
     cnt += tl.sum(above.to(tl.int32), 1)

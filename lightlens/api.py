@@ -32,6 +32,7 @@ def score(
     progress: bool | None = None,
     device: str | None = None,
     dtype=None,
+    method: str = "auto",
 ) -> ScoreResult | list[ScoreResult]:
     """Per-token log-probabilities of ``text`` (a str gives a ScoreResult, a list a list).
 
@@ -39,6 +40,7 @@ def score(
     None. A text longer than ``max_length`` (default: the model's context) is scored with a
     sliding window of that length moving by ``stride`` (default: half of it): every token is
     scored once. ``bos``: None follows the tokenizer, True/False force a BOS token.
+    ``method``: "auto", "fused" (statistics from the hidden state, no logits) or "logits".
 
     >>> r = lightlens.score("The cat sat on the mat.")    # doctest: +SKIP
     >>> r.perplexity, r.tokens[:3]                         # doctest: +SKIP
@@ -46,4 +48,4 @@ def score(
     """
     lm = get_model(model, device=device, dtype=dtype)
     return lm.score(text, top_k=top_k, max_length=max_length, stride=stride, bos=bos,
-                    batch_size=batch_size, progress=progress)
+                    batch_size=batch_size, progress=progress, method=method)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .errors import NoScoredTokensWarning
 from .head import last_hidden
 from .result import ScoreResult
-from .stats import stats_from_hidden, stats_from_logits
+from .stats import check_method, stats_from_hidden, stats_from_logits
 from .tokenize import Encoding, encode
 from .windows import Window, check_window, plan_windows
 
@@ -85,11 +85,13 @@ def score_texts(
     batch_size: int = 8,
     batch_tokens: int | None = None,
     progress: bool | None = None,
+    method: str = "auto",
 ) -> list[ScoreResult]:
     """Score each text with ``lm`` (a :class:`LanguageModel`); one result per text.
 
     A batch holds at most ``batch_size`` windows and ``batch_tokens`` padded tokens (default
-    2,048 on CPU, where bigger batches only cost memory, and 32,768 on GPU).
+    2,048 on CPU, where bigger batches only cost memory, and 32,768 on GPU). ``method``:
+    ``"auto"``, ``"fused"`` (from hidden states) or ``"logits"``; see :mod:`lightlens.stats`.
 
     >>> [r.perplexity for r in score_texts(lm, ["a b c", "d e f"])]   # doctest: +SKIP
     """
@@ -99,6 +101,12 @@ def score_texts(
         raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_method(method)
+    if method == "fused" and lm.head is None:
+        raise ValueError(
+            f"method='fused' needs an LM head lightlens understands; {lm.name!r} has another kind: "
+            "use method='logits' or 'auto'"
+        )
     length, step = window_sizes(lm.context_length, max_length, stride)
     docs = []
     for text in texts:
@@ -112,7 +120,7 @@ def score_texts(
     show = len(batches) > 1 if progress is None else progress
     with tqdm(total=total, unit="tok", desc="scoring", disable=not show) as bar:
         for batch in batches:
-            _run_batch(lm, batch, top_k)
+            _run_batch(lm, batch, top_k, method)
             bar.update(sum(w.last - w.first for _, w in batch))
     return [d.result(lm, {"max_length": length, "stride": step}) for d in docs]
 
@@ -130,7 +138,7 @@ def make_batches(jobs: list, batch_size: int, batch_tokens: int) -> list[list]:
     return batches
 
 
-def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int) -> None:
+def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int, method: str) -> None:
     width = max(w.end - w.begin for _, w in batch)
     pad = lm.tokenizer.pad_token_id
     ids = torch.full((len(batch), width), 0 if pad is None else pad, dtype=torch.long)
@@ -151,6 +159,7 @@ def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int) -> None:
         torch.tensor(rows_t, device=device),
         torch.from_numpy(np.concatenate(targets)).to(device),
         top_k,
+        method,
     )
     stats = type(stats)(*(t.cpu() for t in stats))
     start = 0
@@ -161,9 +170,9 @@ def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int) -> None:
 
 
 @torch.inference_mode()
-def forward_stats(lm, ids, mask, rows_b, rows_t, targets, top_k: int):
+def forward_stats(lm, ids, mask, rows_b, rows_t, targets, top_k: int, method: str = "auto"):
     """Statistics of the predictions at ``(rows_b, rows_t)`` of a padded batch ``ids`` [B, T]."""
-    head = lm.head
+    head = lm.head if method != "logits" else None
     if head is not None:
         hidden = last_hidden(lm.model, ids, mask)
         return stats_from_hidden(head, hidden[rows_b, rows_t], targets, top_k)

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .reference import IGNORE_INDEX, TokenStats
-from .token_stats import check_targets, check_top_k
+from .triton_token_stats import check_targets, check_top_k
 from .triton_common import (
     decode_topk,
     empty_outputs,
