@@ -1,4 +1,4 @@
-"""Benchmarks anyone can run: ``python -m lightlens.bench cpu``.
+"""Benchmarks anyone can run: ``python -m lightlens.bench cpu`` and ``... kernels``.
 
 ``cpu``: perplexity of the first N WikiText-2 tokens with the default model, lightlens
 against a hand-written Hugging Face loop (``model(ids, labels=...)``) doing the same forward
@@ -13,38 +13,13 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from datetime import date
 from pathlib import Path
 
+from .memory import PeakRSS
+
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2-raw-v1-test.txt"
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process now (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Samples the resident memory every 2 ms while the ``with`` block runs."""
-
-    def __enter__(self):
-        self.base = self.peak = rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def _poll(self):
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
 
 
 def _worker(kind: str, data: str, tokens: int, max_length: int, stride: int) -> dict:
@@ -136,15 +111,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(prog="python -m lightlens.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["cpu"], help="which benchmark")
+    p.add_argument("what", choices=["cpu", "kernels"],
+                   help="cpu: end to end vs an HF loop; kernels: token statistics ops (see bench_kernels)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="text file (default: WikiText-2 test in ../shared)")
     p.add_argument("--tokens", type=int, default=16384)
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--stride", type=int, default=2048)
     p.add_argument("--out", help="also write the measurements as JSON here")
     args = p.parse_args(argv)
-    r = run_cpu(args.data, args.tokens, args.max_length, args.stride)
-    _print_cpu(r)
+    if args.what == "kernels":
+        from . import bench_kernels
+
+        r = bench_kernels.run()
+        bench_kernels.print_table(r)
+    else:
+        r = run_cpu(args.data, args.tokens, args.max_length, args.stride)
+        _print_cpu(r)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(r, indent=2))

@@ -140,3 +140,12 @@ def test_method_option_is_checked(tiny_gpt2, monkeypatch):
     monkeypatch.setattr(tiny_gpt2, "_head", None)
     with pytest.raises(ValueError, match="method='logits'"):
         lightlens.score("hello", model=tiny_gpt2, method="fused")
+
+
+def test_kernel_benchmark_runs_on_cpu():
+    from lightlens import bench_kernels
+
+    rows = bench_kernels.run([(16, 2048, 32)], k=5, device="cpu")
+    sides = {r["side"] for r in rows}
+    assert {"naive", "ours_token_stats(torch)", "ours_fused(torch)"} <= sides
+    assert all(0 < r["seconds"] < 60 for r in rows)
