@@ -9,7 +9,8 @@
     logits = softcap · tanh((hidden @ weight.T + bias) · logit_scale / softcap)
 
 One program owns BLOCK_T rows and walks the vocabulary in BLOCK_V tiles; each tile of
-logits is a ``tl.dot`` over D in BLOCK_D chunks, accumulated in float32, folded into the
+logits is a ``tl.dot`` over D in BLOCK_D chunks (bf16/fp16 tensor cores; full float32
+precision, not TF32, for float32 inputs), accumulated in float32, folded into the
 online statistics and dropped. Extra memory is O(T·k). The target's logit is computed
 once beforehand as a row-wise dot product; rank counts the other entries strictly above
 it. The torch reference is :func:`lightlens.kernels.reference.fused_token_stats_reference`.
@@ -49,7 +50,7 @@ def _fused_token_stats_kernel(
     h_ptr, stride_h, w_ptr, stride_w, b_ptr, targets_ptr, T, V, D, ignore_index, scale, cap,
     logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr,
     HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_CAP: tl.constexpr, UPCAST: tl.constexpr,
-    K: tl.constexpr, K_PAD: tl.constexpr,
+    PRECISION: tl.constexpr, K: tl.constexpr, K_PAD: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -90,7 +91,7 @@ def _fused_token_stats_kernel(
             if UPCAST:
                 h = h.to(tl.float32)
                 wv = wv.to(tl.float32)
-            acc = tl.dot(h, tl.trans(wv), acc)
+            acc = tl.dot(h, tl.trans(wv), acc, input_precision=PRECISION)
         if HAS_BIAS:
             acc += tl.load(b_ptr + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
         x = tl.where(cmask[None, :], head_transform(acc, scale, cap, HAS_SCALE, HAS_CAP), float("-inf"))
@@ -138,7 +139,8 @@ def fused_token_stats(
         targets, t, v, d, ignore_index, float(logit_scale or 1.0), float(softcap or 1.0),
         logprob, lse, ent, rank, keys,
         HAS_BIAS=bias is not None, HAS_SCALE=logit_scale is not None, HAS_CAP=softcap is not None,
-        UPCAST=interp or hidden.dtype == torch.float32, K=k, K_PAD=max(1, next_pow2(k)),
+        UPCAST=interp or hidden.dtype == torch.float32,
+        PRECISION="ieee" if hidden.dtype == torch.float32 else "tf32", K=k, K_PAD=max(1, next_pow2(k)),
         BLOCK_T=block_t, BLOCK_V=block_v, BLOCK_D=block_d,
         **({} if interp else {"num_warps": 8, "num_stages": 3}),
     )
