@@ -210,6 +210,36 @@ class ScoreResult:
             f"perplexity={self.perplexity:.4g}, bits_per_byte={self.bits_per_byte:.4g}{extra})"
         )
 
+    # ---- views -----------------------------------------------------------------------
+    def heatmap(self, **options):
+        """The text coloured by a metric (logprob, prob, surprisal, entropy, rank); see
+        :func:`lightlens.viz.heatmap_html` for the options.
+
+        >>> result.heatmap(metric="rank", threshold=12)      # doctest: +SKIP
+        """
+        from .viz.heatmap import Heatmap, heatmap_html
+
+        return Heatmap(heatmap_html(self, **options))
+
+    def _repr_html_(self) -> str:
+        from .viz.heatmap import heatmap_html
+
+        return heatmap_html(self)
+
+    def plot(self, kind: str = "logprob", **options):
+        """A matplotlib plot: "logprob", "surprisal", "entropy", "perplexity" (windowed) or "rank".
+
+        >>> result.plot("entropy")                           # doctest: +SKIP
+        """
+        from .viz import plots
+
+        draw = {"logprob": plots.plot_logprobs, "entropy": plots.plot_entropy,
+                "perplexity": plots.plot_windowed_perplexity, "rank": plots.plot_rank_histogram,
+                "surprisal": lambda r, **kw: plots.plot_logprobs(r, surprisal=True, **kw)}
+        if kind not in draw:
+            raise ValueError(f"unknown plot {kind!r}: choose one of {', '.join(draw)}")
+        return draw[kind](self, **options)
+
     # ---- saving ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes None)."""
