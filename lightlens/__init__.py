@@ -13,6 +13,26 @@ from .errors import LightlensError, ModelNotFoundError, NoScoredTokensWarning
 from .result import ScoreResult
 
 
+def explore(text=None, model=None, **options):
+    """The interactive explorer (ipywidgets); see :func:`lightlens.viz.explorer.explore`.
+
+    >>> lightlens.explore("The cat sat on the mat.")       # doctest: +SKIP
+    """
+    from .viz.explorer import explore as _explore
+
+    return _explore(text, model, **options)
+
+
+def compare(a, b, *, metric="surprisal"):
+    """Two results of one text side by side with their difference; renders in a notebook.
+
+    >>> lightlens.compare(lightlens.score(t, model=m1), lightlens.score(t, model=m2))  # doctest: +SKIP
+    """
+    from .viz.compare import Comparison
+
+    return Comparison(a, b, metric=metric)
+
+
 def load(name_or_path=None, **options):
     """Load a model (cached in-process); see :func:`lightlens.loading.load`.
 
@@ -30,6 +50,8 @@ __all__ = [
     "NoScoredTokensWarning",
     "ScoreResult",
     "__version__",
+    "compare",
+    "explore",
     "load",
     "perplexity",
     "score",

@@ -129,3 +129,39 @@ def test_comparison_needs_same_tokens(result, tiny_llama):
     with pytest.raises(ValueError, match="bits_per_byte"):
         plot_comparison(result, other)
     assert plot_comparison(result, result).has_data()
+
+
+def test_comparison_same_and_different_tokenizers(result, tiny_gpt2, tiny_llama):
+    b = lightlens.score(TEXT, model=tiny_gpt2, top_k=5, dtype="bfloat16", device="cpu")
+    same = lightlens.compare(result, b)
+    assert same.same_tokens
+    np.testing.assert_allclose(same.difference(), b.logprobs - result.logprobs, equal_nan=True)
+    html = same._repr_html_()
+    assert "token by token" in html and html.count("ll-card") >= 3 and "<script" not in html
+    other = lightlens.score(TEXT, model=tiny_llama)
+    diff = lightlens.compare(result, other)
+    assert not diff.same_tokens and "character by character" in diff._repr_html_()
+    from lightlens.viz.compare import bits_per_char
+
+    per_char = bits_per_char(result)  # spreads each token's bits over its bytes: sums back to the total
+    nbytes = np.array([len(c.encode()) for c in TEXT])
+    assert np.nansum(per_char * nbytes) == pytest.approx(np.nansum(result.surprisal_bits), rel=1e-6)
+    with pytest.raises(ValueError, match="same text"):
+        lightlens.compare(result, lightlens.score("other text", model=tiny_gpt2))
+
+
+def test_explorer_scores_recolours_and_reports_errors(gpt2_dir):
+    app = lightlens.explore("The cat sat on the mat. The cat sat.", model=str(gpt2_dir))
+    assert app.result is not None and "ll-t" in app.heatmap.value and "perplexity" in app.summary.value
+    before = app.heatmap.value
+    app.metric.value = "rank"
+    assert app.heatmap.value != before and "top 1000" in app.heatmap.value
+    assert "alternative" in app.detail.value
+    app.token.value = 0
+    assert "not scored" in app.detail.value
+    app.text.value = ""
+    app.score()
+    assert "empty" in app.message.value and app.button.description == "Score"
+    app.text.value, app.model.value = "hello", "no-such-org/no-such-model"
+    app.score()
+    assert "ModelNotFoundError" in app.message.value
