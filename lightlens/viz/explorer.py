@@ -51,7 +51,7 @@ class Explorer:
         self.token = w.BoundedIntText(value=0, min=0, max=0, description="token #",
                                       layout=w.Layout(width="180px"))
         self.detail = w.HTML()
-        self.plots = w.Output()
+        self.plots = w.HTML()
         self.button.on_click(lambda _: self.score())
         for control in (self.metric, self.cmap, self.threshold):
             control.observe(lambda _: self.render(), names="value")
@@ -128,16 +128,22 @@ class Explorer:
             f"{rows}</table></div>")
 
     def _draw_plots(self) -> None:
-        import matplotlib.pyplot as plt
+        """The plots as an inline PNG (an HTML widget: no output capture, nothing leaks out)."""
+        import base64
+        import io
+
+        from matplotlib.figure import Figure
 
         from .plots import plot_entropy, plot_logprobs
 
-        self.plots.clear_output(wait=True)
-        with self.plots:
-            fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 4.5), layout="constrained", sharex=True)
-            plot_logprobs(self.result, ax=ax1)
-            plot_entropy(self.result, ax=ax2)
-            plt.show()
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
+        ax1, ax2 = fig.subplots(2, 1, sharex=True)
+        plot_logprobs(self.result, ax=ax1)
+        plot_entropy(self.result, ax=ax2)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        data = base64.b64encode(buf.getvalue()).decode()
+        self.plots.value = f"<img alt='logprob and entropy plots' src='data:image/png;base64,{data}'/>"
 
 
 def explore(text: str | None = None, model=None, *, top_k: int = 10) -> Explorer:
