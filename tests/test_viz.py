@@ -30,7 +30,7 @@ def shown_text(html):
     """What a reader sees in the text box: markers and tags removed, entities decoded."""
     import html as htmllib
 
-    body = html.split("<div class='ll-text'>", 1)[1].rsplit("</div></div>", 1)[0]
+    body = re.split(r"<div class='ll-text[^']*'>", html, maxsplit=1)[1].rsplit("</div></div>", 1)[0]
     body = re.sub(r"<span class='ll-ws'>[^<]*</span>", "", body)
     return htmllib.unescape(re.sub(r"<[^>]+>", "", body))
 

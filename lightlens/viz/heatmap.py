@@ -17,6 +17,7 @@ import numpy as np
 from .colors import GLTR_BUCKETS, get_metric, gradient_css, rank_colors, to_hex
 
 MAX_TOKENS = 20_000
+SCROLL_AFTER = 600
 CSS = """<style>
 .ll-card{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1f2937;max-width:100%}
 .ll-head{font-size:12px;color:#4b5563;margin:0 0 6px 0;display:flex;flex-wrap:wrap;gap:14px;align-items:center}
@@ -24,7 +25,8 @@ CSS = """<style>
 .ll-bar{display:inline-block;width:120px;height:10px;border-radius:3px;vertical-align:middle;margin:0 4px}
 .ll-sw{display:inline-block;width:10px;height:10px;border-radius:2px;vertical-align:middle;margin:0 3px 0 8px}
 .ll-text{white-space:pre-wrap;word-break:break-word;font-size:14px;line-height:1.85;padding:8px 10px;
-  border:1px solid #e5e7eb;border-radius:8px;background:#fff;max-height:32em;overflow-y:auto}
+  border:1px solid #e5e7eb;border-radius:8px;background:#fff}
+.ll-scroll{max-height:32em;overflow-y:auto}
 .ll-t{position:relative;border-radius:3px;padding:1px 0;color:#111827}
 .ll-t:hover{outline:2px solid #111827;z-index:3}
 .ll-t:hover::after{content:attr(data-tip);position:absolute;left:0;top:1.9em;z-index:10;white-space:pre;
@@ -128,4 +130,6 @@ def heatmap_html(
         f"<span>perplexity <b>{r.perplexity:.3f}</b></span><span>bits/byte <b>{r.bits_per_byte:.3f}</b></span>"
         f"<span>{r.num_scored}/{len(r)} tokens scored</span><span>{_legend(m, lo, hi, cmap)}</span></div>"
     )
-    return f"{CSS}<div class='ll-card'>{head}<div class='ll-text'>{''.join(spans)}</div>{more}</div>"
+    # Only long texts scroll: a scroll box would clip the hover details of short ones.
+    box = "ll-text ll-scroll" if n > SCROLL_AFTER else "ll-text"
+    return f"{CSS}<div class='ll-card'>{head}<div class='{box}'>{''.join(spans)}</div>{more}</div>"
