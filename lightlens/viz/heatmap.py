@@ -3,7 +3,9 @@
 Static HTML with inline styles only: no CDN, no JavaScript, no requirejs, so it renders
 in JupyterLab, classic Notebook, VS Code, Colab, nbviewer and GitHub. Colours are inline
 ``style`` attributes (they survive sanitisers); hovering a token shows its details through
-a CSS-only tooltip. All text is escaped: a text containing ``<script>`` is shown, not run.
+a CSS-only tooltip. Notebook output areas clip what overflows them, so while the pointer
+is over the text its box grows at the bottom to make room for the tooltip. All text is
+escaped: a text containing ``<script>`` is shown, not run.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ CSS = """<style>
 .ll-text{white-space:pre-wrap;word-break:break-word;font-size:14px;line-height:1.85;padding:8px 10px;
   border:1px solid #e5e7eb;border-radius:8px;background:#fff}
 .ll-scroll{max-height:32em;overflow-y:auto}
+.ll-text:hover{padding-bottom:15em}
 .ll-t{position:relative;border-radius:3px;padding:1px 0;color:#111827}
 .ll-t:hover{outline:2px solid #111827;z-index:3}
 .ll-t:hover::after{content:attr(data-tip);position:absolute;left:0;top:1.9em;z-index:10;white-space:pre;
