@@ -34,6 +34,23 @@ def next_pow2(n: int) -> int:
 
 
 @triton.jit
+def program_rows(targets_ptr, T, ignore_index, BLOCK_T: tl.constexpr):
+    """This program's rows, their mask, targets, which are ignored, and a safe target index."""
+    rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    rmask = rows < T
+    target = tl.load(targets_ptr + rows, mask=rmask, other=ignore_index)
+    ignored = target == ignore_index
+    return rows, rmask, target, ignored, tl.where(ignored, 0, target)
+
+
+@triton.jit
+def init_stats(BLOCK_T: tl.constexpr):
+    """Empty running statistics (m, s, w, cnt, nan) for BLOCK_T rows."""
+    return (tl.full([BLOCK_T], float("-inf"), tl.float32), tl.zeros([BLOCK_T], tl.float32),
+            tl.zeros([BLOCK_T], tl.float32), tl.zeros([BLOCK_T], tl.int32), tl.zeros([BLOCK_T], tl.int32))
+
+
+@triton.jit
 def online_update(x, cols, m, s, w, cnt, nan, t_logit, target):
     """Fold a tile ``x`` [BT, BV] into the running statistics of its rows."""
     m_new = tl.maximum(m, tl.max(x, 1))

@@ -27,9 +27,11 @@ from .triton_common import (
     decode_topk,
     empty_outputs,
     finish_and_store,
+    init_stats,
     interpreting,
     next_pow2,
     online_update,
+    program_rows,
     topk_init,
     topk_merge,
 )
@@ -53,11 +55,7 @@ def _fused_token_stats_kernel(
     PRECISION: tl.constexpr, K: tl.constexpr, K_PAD: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    rmask = rows < T
-    target = tl.load(targets_ptr + rows, mask=rmask, other=ignore_index)
-    ignored = target == ignore_index
-    safe = tl.where(ignored, 0, target)
+    rows, rmask, target, ignored, safe = program_rows(targets_ptr, T, ignore_index, BLOCK_T)
     h_rows = h_ptr + rows.to(tl.int64)[:, None] * stride_h
 
     # The target's logit: hidden · weight[target], row by row.
@@ -72,11 +70,7 @@ def _fused_token_stats_kernel(
         t_acc += tl.load(b_ptr + safe, mask=rmask, other=0.0).to(tl.float32)
     t_logit = head_transform(t_acc, scale, cap, HAS_SCALE, HAS_CAP)
 
-    m = tl.full([BLOCK_T], float("-inf"), tl.float32)
-    s = tl.zeros([BLOCK_T], tl.float32)
-    w = tl.zeros([BLOCK_T], tl.float32)
-    cnt = tl.zeros([BLOCK_T], tl.int32)
-    nan = tl.zeros([BLOCK_T], tl.int32)
+    m, s, w, cnt, nan = init_stats(BLOCK_T)
     top = topk_init(BLOCK_T, K, K_PAD)
     for v0 in range(0, V, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V)

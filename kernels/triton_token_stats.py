@@ -21,9 +21,11 @@ from .triton_common import (
     decode_topk,
     empty_outputs,
     finish_and_store,
+    init_stats,
     interpreting,
     next_pow2,
     online_update,
+    program_rows,
     topk_init,
     topk_merge,
 )
@@ -37,19 +39,11 @@ def _token_stats_kernel(
     logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr,
     K: tl.constexpr, K_PAD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    rmask = rows < T
-    target = tl.load(targets_ptr + rows, mask=rmask, other=ignore_index)
-    ignored = target == ignore_index
-    safe = tl.where(ignored, 0, target)
+    rows, rmask, target, ignored, safe = program_rows(targets_ptr, T, ignore_index, BLOCK_T)
     row_ptr = logits_ptr + rows.to(tl.int64) * stride_row
     t_logit = tl.load(row_ptr + safe, mask=rmask, other=0.0).to(tl.float32)
 
-    m = tl.full([BLOCK_T], float("-inf"), tl.float32)
-    s = tl.zeros([BLOCK_T], tl.float32)
-    w = tl.zeros([BLOCK_T], tl.float32)
-    cnt = tl.zeros([BLOCK_T], tl.int32)
-    nan = tl.zeros([BLOCK_T], tl.int32)
+    m, s, w, cnt, nan = init_stats(BLOCK_T)
     top = topk_init(BLOCK_T, K, K_PAD)
     for start in range(0, V, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
