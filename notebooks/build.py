@@ -54,6 +54,13 @@ df[["token", "logprob", "prob", "rank", "entropy"]].round(3).head(12)"""),
         code('ax = r.plot("logprob")'),
         code('ax = r.plot("entropy")'),
         code('ax = r.plot("rank")'),
+        md("Load a model once (`lightlens.load` takes a hub id, a folder or a `.gguf` file and caches it "
+           "in the process) and score several texts in one padded batch:"),
+        code("""
+lm = lightlens.load()
+print(lm)
+for res in lm.score(["The cat sat on the mat.", "The mat sat on the cat."]):
+    print(f"{res.perplexity:8.2f}  {res.text}")"""),
         md("Results save to JSON or Parquet and load without torch:"),
         code("""
 import tempfile, pathlib
