@@ -7,7 +7,11 @@ from .result import ScoreResult
 
 
 def get_model(model=None, *, device: str | None = None, dtype=None):
-    """A :class:`LanguageModel` from ``None`` (the default), a name/path, or a loaded model."""
+    """A :class:`LanguageModel` from ``None`` (the default), a name/path, or a loaded model.
+
+    >>> get_model("path/to/model") is get_model("path/to/model")   # doctest: +SKIP
+    True
+    """
     from .loading import load
     from .model import LanguageModel
 

@@ -56,7 +56,10 @@ class CorpusResult:
         return math.exp(self.total_nll / w) if w and self.num_tokens else math.nan
 
     def summary(self) -> dict[str, Any]:
-        """The aggregate as a JSON-ready dict."""
+        """The aggregate as a JSON-ready dict.
+
+        >>> lightlens.perplexity(["a text", "another"]).summary()["perplexity"]   # doctest: +SKIP
+        """
         first = self.documents[0] if self.documents else None
         return {
             "perplexity": self.perplexity,
@@ -70,7 +73,10 @@ class CorpusResult:
         }
 
     def to_pandas(self):
-        """One row per document: tokens scored, nll, perplexity, bits per byte."""
+        """One row per document: tokens scored, nll, perplexity, bits per byte.
+
+        >>> corpus.to_pandas().sort_values("perplexity").tail()   # doctest: +SKIP
+        """
         import pandas as pd
 
         return pd.DataFrame(

@@ -196,7 +196,11 @@ class ScoreResult:
         return "\n".join(lines)
 
     def summary(self) -> str:
-        """One line: perplexity, nll, bits per byte and counts."""
+        """One line: perplexity, nll, bits per byte and counts.
+
+        >>> print(result.summary())                          # doctest: +SKIP
+        perplexity 15.5076  nll 2.7413  bits/byte 1.1440  scored tokens 35/36
+        """
         return (
             f"perplexity {self.perplexity:.4f}  nll {self.nll:.4f}  bits/byte "
             f"{self.bits_per_byte:.4f}  scored tokens {self.num_scored}/{len(self)}"
@@ -242,7 +246,10 @@ class ScoreResult:
 
     # ---- saving ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes None)."""
+        """A JSON-ready dict (NaN becomes None).
+
+        >>> json.dumps(result.to_dict())                     # doctest: +SKIP
+        """
         d: dict[str, Any] = {name: getattr(self, name) for name in _META}
         d["tokens"] = list(self.tokens)
         d["top_k_tokens"] = [list(t) for t in self.top_k_tokens]
@@ -254,7 +261,11 @@ class ScoreResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ScoreResult":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        >>> ScoreResult.from_dict(result.to_dict()).tokens == result.tokens   # doctest: +SKIP
+        True
+        """
         if d.get("format") != "lightlens.ScoreResult/1":
             raise ValueError("not a lightlens ScoreResult (missing format 'lightlens.ScoreResult/1')")
         kw = {name: d[name] for name in (*_META, "tokens", "top_k_tokens")}

@@ -18,6 +18,8 @@ from .heatmap import CSS, heatmap_html
 def bits_per_char(r) -> np.ndarray:
     """Each character's share of surprisal in bits per UTF-8 byte (NaN where unscored).
 
+    >>> bits_per_char(result)[:5]                        # doctest: +SKIP
+
     A token covering no characters (a byte piece of a character) passes its bits on to the
     token that completes the character, so the shares add up to the text's total.
     """

@@ -55,7 +55,10 @@ class Heatmap:
         return self.html
 
     def save(self, path: str | Path) -> Path:
-        """Write a standalone HTML page."""
+        """Write a standalone HTML page.
+
+        >>> result.heatmap().save("tokens.html")            # doctest: +SKIP
+        """
         path = Path(path)
         path.write_text(f"<!doctype html><meta charset='utf-8'><body>{self.html}</body>", encoding="utf-8")
         return path

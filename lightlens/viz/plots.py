@@ -62,7 +62,10 @@ def plot_entropy(r, *, ax=None):
 
 
 def windowed_perplexity(r, window: int = 256) -> np.ndarray:
-    """exp(mean nll) over the last ``window`` scored tokens, at every token (NaN before any)."""
+    """exp(mean nll) over the last ``window`` scored tokens, at every token (NaN before any).
+
+    >>> windowed_perplexity(result, window=256)[-1]      # doctest: +SKIP
+    """
     nll = np.where(r.scored, -r.logprobs.astype(np.float64), 0.0)
     cnt = r.scored.astype(np.float64)
     cs_nll, cs_cnt = np.concatenate([[0], np.cumsum(nll)]), np.concatenate([[0], np.cumsum(cnt)])
@@ -90,7 +93,11 @@ def plot_windowed_perplexity(r, *, window: int = 256, ax=None):
 
 
 def rank_buckets(r) -> dict[str, int]:
-    """How many scored tokens fall in each GLTR bucket (top 10 / 100 / 1000 / rest)."""
+    """How many scored tokens fall in each GLTR bucket (top 10 / 100 / 1000 / rest).
+
+    >>> rank_buckets(result)                             # doctest: +SKIP
+    {'top 10': 28, 'top 100': 4, 'top 1000': 2, 'rest': 1}
+    """
     ranks = r.ranks[r.scored]
     counts, lower = {}, 0
     for limit, label, _ in GLTR_BUCKETS:
