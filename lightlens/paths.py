@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -26,7 +27,20 @@ def cache_dir() -> Path:
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
+    """Hex sha256 of a file, read in 1 MiB chunks; remembered while its size and mtime hold.
+
+    Every ``score()`` with the default model resolves it again, so the ~100 MB GGUF must not
+    be re-read each time.
+
+    >>> sha256_file("model.gguf")[:16]                     # doctest: +SKIP
+    'b179c9523d0e6a0f'
+    """
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
