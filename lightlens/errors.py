@@ -12,3 +12,11 @@ class ModelNotFoundError(LightlensError, LookupError):
 
 class NoScoredTokensWarning(UserWarning):
     """A text had no token with context to score (one token and no BOS): perplexity is NaN."""
+
+
+class RemoteError(LightlensError):
+    """A server could not be reached or refused the request; the message says which and why."""
+
+
+class RemoteResponseError(RemoteError, ValueError):
+    """A server answered, but the answer cannot be a correct score of the text sent."""

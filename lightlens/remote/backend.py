@@ -1,0 +1,188 @@
+"""`RemoteModel`: score texts with a model that runs in a server, not in this process."""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from tqdm.auto import tqdm
+
+from ..errors import RemoteResponseError
+from ..result import ScoreResult
+from .formats import FORMATS
+from .http import HttpPool, RetryPolicy, redact
+from .tokens import to_result
+
+API_KEY_ENV = "LIGHTLENS_API_KEY"
+
+
+class RemoteModel:
+    """A model served by LightLLM, vLLM, TGI or an OpenAI-compatible server (one URL or a pool).
+
+    ``kind``: "lightllm", "vllm", "openai" or "tgi". ``urls``: one base URL or several (requests
+    go round-robin; a failed request is retried on the next). ``model_name``: what the
+    OpenAI-style APIs call the model (asked from /v1/models when None). ``tokenizer``: the
+    served model's tokenizer (hub id, folder or object) — needed for LightLLM, which returns
+    token ids only; elsewhere it is used to check the server's tokens. ``api_key``: sent as a
+    bearer token (default ``$LIGHTLENS_API_KEY``), never shown. ``concurrency`` requests at a
+    time, each timing out after ``timeout`` s and retried up to ``retries`` times (waits of
+    ``backoff``·2ⁿ s, or the server's Retry-After, never more than ``max_wait`` s).
+
+    >>> m = RemoteModel("vllm", "http://127.0.0.1:8000", model_name="gpt2")   # doctest: +SKIP
+    >>> m.score("The cat sat on the mat.", top_k=5).perplexity              # doctest: +SKIP
+    """
+
+    def __init__(self, kind: str, urls: str | Sequence[str], *, model_name: str | None = None,
+                 tokenizer=None, api_key: str | None = None, concurrency: int = 8,
+                 timeout: float = 120.0, retries: int = 5, backoff: float = 0.5, max_wait: float = 30.0):
+        if kind not in FORMATS:
+            raise ValueError(f"unknown server kind {kind!r}: choose one of {', '.join(FORMATS)}")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        self.kind, self.format = kind, FORMATS[kind]
+        self.pool = HttpPool([urls] if isinstance(urls, str) else list(urls),
+                             api_key=api_key if api_key is not None else os.environ.get(API_KEY_ENV),
+                             timeout=timeout, retry=RetryPolicy(retries=retries, backoff=backoff, max_wait=max_wait))
+        self.concurrency = concurrency
+        self._model_name = model_name
+        self._tokenizer_spec = tokenizer
+        self._tokenizer = None if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+        self._lock = threading.Lock()
+
+    # ---- lazily resolved -----------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        """The tokenizer given (loaded on first use), or None."""
+        if self._tokenizer is None and self._tokenizer_spec is not None:
+            from transformers import AutoTokenizer
+
+            with self._lock:
+                if self._tokenizer is None:
+                    self._tokenizer = AutoTokenizer.from_pretrained(os.fspath(self._tokenizer_spec))
+        return self._tokenizer
+
+    @property
+    def model_name(self) -> str | None:
+        """The served model's name (asked from ``/v1/models`` when not given and needed)."""
+        if self._model_name is None and self.format.needs_model_name:
+            with self._lock:
+                if self._model_name is None:
+                    self._model_name = _served_model(self.pool)
+        return self._model_name
+
+    def info(self) -> dict[str, Any]:
+        """Metadata stored in every result (URLs without credentials; never the key)."""
+        return {"name": self.model_name or self.kind, "revision": None, "dtype": None, "device": "remote",
+                "backend": self.kind, "url": ",".join(redact(u) for u in self.pool.urls)}
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def score_one(self, text: str, *, top_k: int = 5) -> ScoreResult:
+        """One text, one request.
+
+        >>> m.score_one("Hello world", top_k=3).tokens     # doctest: +SKIP
+        """
+        from ..tokenize import check_text
+
+        check_text(text)
+        st = self.format.fetch(self.pool, text, top_k, self.model_name)
+        if self.kind == "lightllm" and self.tokenizer is None:
+            raise RemoteResponseError(
+                "LightLLM returns token ids only: pass tokenizer= (the served model's tokenizer, "
+                "e.g. its hub id or folder) so lightlens can place the tokens in the text"
+            )
+        return to_result(text, st, top_k=top_k, tokenizer=self.tokenizer, model=self.info())
+
+    def score_each(self, texts: Sequence[str], *, top_k: int = 5,
+                   progress: bool | None = None) -> Iterator[tuple[int, ScoreResult | Exception]]:
+        """``(index, result or the error)`` for each text, as requests finish, concurrently.
+
+        >>> for i, r in m.score_each(texts): ...           # doctest: +SKIP
+        """
+        with tqdm(total=len(texts), unit="doc", desc="scoring", disable=not (progress or False)) as bar:
+            for i, r in self.pool.map(lambda t: self.score_one(t, top_k=top_k), texts,
+                                      concurrency=self.concurrency):
+                bar.update(1)
+                yield i, r
+
+    def score(self, text: str | Sequence[str], *, top_k: int = 5, max_length: int | None = None,
+              stride: int | None = None, bos: bool | None = None, progress: bool | None = None,
+              **ignored) -> ScoreResult | list[ScoreResult]:
+        """Score one text (a ScoreResult) or a list (a list, in order; the first error is raised).
+
+        Windows and BOS are the server's business: ``max_length``, ``stride`` and ``bos`` are
+        refused rather than silently ignored.
+
+        >>> m.score(["a text", "another"], top_k=0)        # doctest: +SKIP
+        """
+        if max_length is not None or stride is not None or bos is not None:
+            raise ValueError(
+                "max_length, stride and bos are not available with a server: it scores the whole "
+                "prompt as it tokenizes it (split long texts yourself, or score them in-process)"
+            )
+        if isinstance(text, str):
+            return self.score_one(text, top_k=top_k)
+        texts = list(_check_list(text))
+        out: list[Any] = [None] * len(texts)
+        for i, r in self.score_each(texts, top_k=top_k, progress=progress if progress is not None
+                                    else len(texts) > 1):
+            if isinstance(r, Exception):
+                raise r
+            out[i] = r
+        return out
+
+    def __repr__(self) -> str:
+        name = f", model_name={self._model_name!r}" if self._model_name else ""
+        key = ", api_key='***'" if self.pool.has_key else ""
+        urls = [redact(u) for u in self.pool.urls]
+        return f"RemoteModel({self.kind!r}, {urls[0] if len(urls) == 1 else urls!r}{name}{key})"
+
+
+def _check_list(texts: Iterable) -> Iterable[str]:
+    from ..tokenize import check_text
+
+    texts = list(texts)
+    if not texts:
+        raise ValueError("give a non-empty list of texts (or one str)")
+    for t in texts:
+        check_text(t)
+    return texts
+
+
+def _served_model(pool: HttpPool) -> str:
+    body = pool.get("/v1/models")
+    try:
+        ids = [m["id"] for m in body["data"]]
+    except (KeyError, TypeError) as err:
+        raise RemoteResponseError(f"/v1/models answered {str(body)[:200]!r}; pass model_name=") from err
+    if len(ids) != 1:
+        raise RemoteResponseError(f"the server serves {len(ids)} models ({ids[:10]}): pass model_name=")
+    return ids[0]
+
+
+def is_remote(spec) -> bool:
+    """Whether ``spec`` names a server: ``"vllm+http://host:8000"`` and the like.
+
+    >>> is_remote("tgi+http://127.0.0.1:8080"), is_remote("gpt2")
+    (True, False)
+    """
+    return isinstance(spec, str) and spec.split("+", 1)[0] in FORMATS and "+http" in spec
+
+
+def connect(spec: str, **options) -> RemoteModel:
+    """A RemoteModel from ``"KIND+URL[,URL...][?model=NAME&tokenizer=PATH]"``.
+
+    >>> connect("vllm+http://a:8000,http://b:8000?model=gpt2")
+    RemoteModel('vllm', ['http://a:8000', 'http://b:8000'], model_name='gpt2')
+    """
+    kind, rest = spec.split("+", 1)
+    parts = urlsplit(rest)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"model", "tokenizer"}
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} in the server URL: only model= and tokenizer=")
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    urls = [u if "://" in u else f"{parts.scheme}://{u}" for u in base.split(",")]
+    options.setdefault("model_name", query.get("model"))
+    options.setdefault("tokenizer", query.get("tokenizer"))
+    return RemoteModel(kind, urls, **options)

@@ -1,0 +1,234 @@
+"""A local stand-in for LightLLM, vLLM, OpenAI-compatible and TGI servers, with faults.
+
+It answers on 127.0.0.1 exactly in each server's JSON format (built the way each project's
+HTTP layer builds it), from a ``scorer`` that says what the "model" thinks of a prompt. It
+serves the tests (and the client benchmark), and can misbehave on request: slow answers,
+500s, 429s with Retry-After, dropped connections, truncated or malformed JSON, a logprob
+list of the wrong length, an answer for another prompt.
+
+>>> with MockServer("vllm", scorer) as server:             # doctest: +SKIP
+...     lightlens.score("Hi there", model=f"vllm+{server.url}")
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from .tokens import ServerTokens
+
+FAULTS = ("slow", "500", "429", "drop", "truncated", "malformed", "wrong_length", "other_prompt",
+          "no_max_tokens_0")
+
+
+def render(kind: str, st: ServerTokens, request: dict, model_name: str = "mock") -> dict:
+    """``st`` as ``kind``'s server would send it in answer to ``request``.
+
+    >>> render("tgi", ServerTokens([None, -0.5], ids=[5, 6], pieces=["a", "b"]), {})["details"]["prefill"][1]
+    {'id': 6, 'text': 'b', 'logprob': -0.5}
+    """
+    n = len(st.logprobs)
+    if kind == "lightllm":
+        return {"generated_text": [" x"], "count_output_tokens": 1, "finish_reason": "length",
+                "prompt_token_ids": st.ids,
+                "prompt_logprobs": [[st.ids[i], {str(st.ids[i + 1]): st.logprobs[i + 1]}] for i in range(n - 1)]}
+    if kind == "tgi":
+        return {"generated_text": " x", "details": {
+            "finish_reason": "length", "generated_tokens": 1, "seed": None,
+            "prefill": [{"id": st.ids[i], "text": st.pieces[i], "logprob": st.logprobs[i]} for i in range(n)],
+            "tokens": [{"id": 0, "text": " x", "logprob": -1.0, "special": False}]}}
+    k = int(request.get("prompt_logprobs", request.get("logprobs", 0)) or 0)
+    if kind == "vllm":
+        positions = [None] + [_vllm_entry(st, i, k) for i in range(1, n)]
+        choice = {"index": 0, "text": " x", "logprobs": None, "finish_reason": "length", "stop_reason": None,
+                  "token_ids": None, "prompt_logprobs": positions,
+                  "prompt_token_ids": st.ids if request.get("return_token_ids") else None}
+        return _completion(model_name, choice, n)
+    if kind == "openai":
+        tokens, lps = list(st.pieces), list(st.logprobs)
+        tops = [None] + [{p: lp for _, p, lp in sorted(st.top[i], key=lambda a: -a[2])[:k]} for i in range(1, n)]
+        if request.get("max_tokens"):
+            tokens, lps, tops = tokens + [" x"], lps + [-1.0], tops + [{" x": -1.0}]
+        offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+        choice = {"index": 0, "text": "".join(tokens), "finish_reason": "length",
+                  "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}}
+        return _completion(model_name, choice, n)
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
+def _vllm_entry(st: ServerTokens, i: int, k: int) -> dict:
+    alts = sorted(st.top[i], key=lambda a: -a[2])[:k] if st.top else []
+    entry = {str(tid): {"logprob": lp, "rank": r + 1, "decoded_token": p} for r, (tid, p, lp) in enumerate(alts)}
+    entry[str(st.ids[i])] = {"logprob": st.logprobs[i], "rank": st.ranks[i] if st.ranks else None,
+                             "decoded_token": st.pieces[i] if st.pieces else None}
+    return entry
+
+
+def _completion(model_name: str, choice: dict, n: int) -> dict:
+    return {"id": "cmpl-mock", "object": "text_completion", "created": int(time.time()), "model": model_name,
+            "choices": [choice], "usage": {"prompt_tokens": n, "completion_tokens": 1, "total_tokens": n + 1}}
+
+
+def corrupt(st: ServerTokens, fault: str, scorer: Callable[[str], ServerTokens]) -> ServerTokens:
+    """The wrong answers: one logprob too few, or the scores of another prompt."""
+    if fault == "wrong_length":
+        return replace(st, logprobs=st.logprobs[:-1])
+    return scorer("An entirely different prompt.")
+
+
+class MockServer:
+    """A threaded HTTP server answering as ``kind`` would; ``faults`` are used one per request.
+
+    ``always`` makes one fault permanent; ``delay`` seconds pass before every answer.
+    ``requests`` records what arrived (body, headers); ``max_in_flight`` the most requests
+    handled at once.
+    """
+
+    def __init__(self, kind: str, scorer: Callable[[str], ServerTokens], *, faults=(), always: str | None = None,
+                 slow_seconds: float = 2.0, retry_after: str = "0.05", delay: float = 0.0,
+                 model_name: str = "mock", quiet: bool = True):
+        for f in (*faults, *([always] if always else [])):
+            if f not in FAULTS:
+                raise ValueError(f"unknown fault {f!r}: choose from {FAULTS}")
+        self.kind, self.scorer, self.model_name = kind, scorer, model_name
+        self.faults, self.always, self.slow_seconds = deque(faults), always, slow_seconds
+        self.retry_after, self.delay = retry_after, delay
+        self.requests: list[tuple[dict, dict]] = []
+        self.in_flight = self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, quiet))
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def next_fault(self) -> str | None:
+        with self._lock:
+            return self.faults.popleft() if self.faults else self.always
+
+    def answer(self, path: str, body: dict, fault: str | None) -> tuple[int, dict]:
+        if path == "/v1/models":
+            return 200, {"object": "list", "data": [{"id": self.model_name, "object": "model"}]}
+        if fault == "no_max_tokens_0" and body.get("max_tokens") == 0:
+            return 400, {"object": "error", "message": "max_tokens must be at least 1, got 0.",
+                         "type": "BadRequestError", "param": None, "code": 400}
+        text = body.get("prompt", body.get("inputs"))
+        st = self.scorer(text)
+        if fault in ("wrong_length", "other_prompt"):
+            st = corrupt(st, fault, self.scorer)
+        return 200, render(self.kind, st, body, self.model_name)
+
+    def start(self) -> "MockServer":
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "MockServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _handler(server: MockServer, quiet: bool):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # noqa: D401 - silence the default stderr log
+            if not quiet:
+                super().log_message(*args)
+
+        def do_GET(self):
+            self._reply(*server.answer(self.path, {}, None))
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            with server._lock:
+                server.requests.append((body, dict(self.headers)))
+                server.in_flight += 1
+                server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            try:
+                self._post(body)
+            finally:
+                with server._lock:
+                    server.in_flight -= 1
+
+        def _post(self, body: dict):
+            fault = server.next_fault()
+            if server.delay:
+                time.sleep(server.delay)
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.close()
+                return
+            if fault == "slow":
+                time.sleep(server.slow_seconds)
+            if fault in ("500", "429"):
+                extra = {"Retry-After": server.retry_after} if fault == "429" else {}
+                return self._reply(int(fault), {"error": "mock fault"}, extra)
+            status, payload = server.answer(self.path, body, fault)
+            data = json.dumps(payload).encode()
+            if fault == "truncated":
+                data = data[: len(data) // 2]
+            elif fault == "malformed":
+                data = b"<html>502 Bad Gateway</html>"
+            self._send(status, data, {})
+
+        def _reply(self, status: int, payload: dict, extra: dict | None = None):
+            self._send(status, json.dumps(payload).encode(), extra or {})
+
+        def _send(self, status: int, data: bytes, extra: dict):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (the "slow" fault)
+
+    return Handler
+
+
+def scorer_from_model(lm, *, top_k: int = 5, pieces: str = "text") -> Callable[[str], ServerTokens]:
+    """What a server running ``lm`` would report: its in-process scores, BOS included.
+
+    ``pieces="text"`` gives each token the characters it covers (vLLM's incremental
+    detokenizer), ``"decode"`` decodes each token alone (TGI: byte pieces become U+FFFD),
+    ``"raw"`` the vocabulary strings (``Ġthe``; some servers' echo ``tokens``).
+    """
+
+    def scorer(text: str) -> ServerTokens:
+        r = lm.score(text, top_k=top_k)
+        ids = r.token_ids.tolist()
+        strings = {"text": lambda: list(r.tokens), "raw": lambda: lm.tokenizer.convert_ids_to_tokens(ids),
+                   "decode": lambda: [lm.tokenizer.decode([i]) for i in ids]}[pieces]()
+        logprobs = [None if lp != lp else float(lp) for lp in r.logprobs.tolist()]
+        ranks = [None if rk == 0 else int(rk) for rk in r.ranks.tolist()]
+        top = [[(int(t), s, float(lp)) for t, s, lp in zip(r.top_k_ids[i], r.top_k_tokens[i], r.top_k_logprobs[i])
+                if t >= 0] for i in range(len(ids))]
+        if r.bos:
+            bos = lm.tokenizer.bos_token_id
+            ids, strings = [bos] + ids, [lm.tokenizer.bos_token] + strings
+            logprobs, ranks, top = [None] + logprobs, [None] + ranks, [[]] + top
+        return ServerTokens(logprobs, ids=ids, pieces=strings, ranks=ranks, top=top)
+
+    return scorer
+
+
+def word_scorer(text: str) -> ServerTokens:
+    """An instant stand-in model: words (with their leading space) as tokens, logprob −1 each."""
+    import re
+
+    words = re.findall(r"\s*\S+|\s+", text)
+    ids = [hash(w) % 50_000 for w in words]
+    top = [[(7, " the", -0.5), (8, ",", -1.5)] for _ in words]
+    return ServerTokens([None] + [-1.0] * (len(words) - 1), ids=ids, pieces=words,
+                        ranks=[None] + [2] * (len(words) - 1), top=top)
