@@ -9,8 +9,17 @@ Importing lightlens does not import torch: results load and print without it.
 from ._version import __version__
 from .api import score
 from .corpus import CorpusResult, perplexity
-from .errors import LightlensError, ModelNotFoundError, NoScoredTokensWarning
+from .corpus_run import CorpusScores, score_corpus
+from .errors import LightlensError, ModelNotFoundError, NoScoredTokensWarning, RemoteError, RemoteResponseError
 from .result import ScoreResult
+
+
+def __getattr__(name: str):
+    if name == "remote":  # lightlens.remote without importing it (and tqdm) at import time
+        import importlib
+
+        return importlib.import_module(".remote", __name__)
+    raise AttributeError(f"module 'lightlens' has no attribute {name!r}")
 
 
 def explore(text=None, model=None, **options):
@@ -45,14 +54,19 @@ def load(name_or_path=None, **options):
 
 __all__ = [
     "CorpusResult",
+    "CorpusScores",
     "LightlensError",
     "ModelNotFoundError",
     "NoScoredTokensWarning",
+    "RemoteError",
+    "RemoteResponseError",
     "ScoreResult",
     "__version__",
     "compare",
     "explore",
     "load",
     "perplexity",
+    "remote",
     "score",
+    "score_corpus",
 ]

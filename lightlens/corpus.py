@@ -13,8 +13,40 @@ from .result import LN2, ScoreResult
 _PATH_SUFFIXES = (".txt", ".jsonl", ".json", ".md", ".raw", ".text")
 
 
+class Aggregate:
+    """Corpus numbers from four sums (subclasses give them): ``exp(total nll / total tokens)``,
+    never a mean of per-text perplexities."""
+
+    num_tokens: int  # scored tokens over all documents
+    total_nll: float  # sum of -logprob over all scored tokens (nats)
+    num_bytes: int  # UTF-8 bytes of the scored text
+    num_words: int  # whitespace-separated words of the scored text
+
+    @property
+    def nll(self) -> float:
+        """Mean nll per scored token."""
+        return self.total_nll / self.num_tokens if self.num_tokens else math.nan
+
+    @property
+    def perplexity(self) -> float:
+        """Token perplexity ``exp(total nll / total scored tokens)``."""
+        return math.exp(self.nll) if self.num_tokens else math.nan
+
+    @property
+    def bits_per_byte(self) -> float:
+        """``total nll / ln 2 / total UTF-8 bytes`` of the scored text."""
+        b = self.num_bytes
+        return self.total_nll / LN2 / b if b and self.num_tokens else math.nan
+
+    @property
+    def word_perplexity(self) -> float:
+        """``exp(total nll / total words)``."""
+        w = self.num_words
+        return math.exp(self.total_nll / w) if w and self.num_tokens else math.nan
+
+
 @dataclass(eq=False)
-class CorpusResult:
+class CorpusResult(Aggregate):
     """Per-document results and their aggregate (never a mean of per-text perplexities).
 
     >>> c = lightlens.perplexity("wiki.test.raw")          # doctest: +SKIP
@@ -34,26 +66,14 @@ class CorpusResult:
         return -sum(d.total_logprob for d in self.documents)
 
     @property
-    def nll(self) -> float:
-        """Mean nll per scored token."""
-        return self.total_nll / self.num_tokens if self.num_tokens else math.nan
+    def num_bytes(self) -> int:
+        """UTF-8 bytes of the scored text."""
+        return sum(d.num_bytes for d in self.documents)
 
     @property
-    def perplexity(self) -> float:
-        """Token perplexity ``exp(total nll / total scored tokens)``."""
-        return math.exp(self.nll) if self.num_tokens else math.nan
-
-    @property
-    def bits_per_byte(self) -> float:
-        """``total nll / ln 2 / total UTF-8 bytes`` of the scored text."""
-        b = sum(d.num_bytes for d in self.documents)
-        return self.total_nll / LN2 / b if b and self.num_tokens else math.nan
-
-    @property
-    def word_perplexity(self) -> float:
-        """``exp(total nll / total words)``."""
-        w = sum(d.num_words for d in self.documents)
-        return math.exp(self.total_nll / w) if w and self.num_tokens else math.nan
+    def num_words(self) -> int:
+        """Whitespace-separated words of the scored text."""
+        return sum(d.num_words for d in self.documents)
 
     def summary(self) -> dict[str, Any]:
         """The aggregate as a JSON-ready dict.

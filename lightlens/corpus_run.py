@@ -1,0 +1,183 @@
+"""`score_corpus`: a whole corpus, in length-sorted batches, resumable, on one or many workers."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .corpus import Aggregate
+from .documents import read_documents
+from .journal import Journal, error_row, result_row
+
+
+@dataclass(eq=False)
+class CorpusScores(Aggregate):
+    """What :func:`score_corpus` wrote: one row per document (``table``) and the aggregate.
+
+    >>> c = lightlens.score_corpus(texts, out="scores.parquet")   # doctest: +SKIP
+    >>> c.perplexity, c.bits_per_byte, len(c.failed)                # doctest: +SKIP
+    """
+
+    path: Path
+    table: Any  # pandas DataFrame, one row per document
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "CorpusScores":
+        """Load a finished run's file.
+
+        >>> CorpusScores.read("scores.parquet").perplexity  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        return cls(Path(path), pd.read_parquet(path))
+
+    def _ok(self):
+        return self.table[self.table["error"].isna()]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self._ok()["num_scored"].sum())
+
+    @property
+    def total_nll(self) -> float:
+        return -float(self._ok()["total_logprob"].sum())
+
+    @property
+    def num_bytes(self) -> int:
+        return int(self._ok().loc[self._ok()["num_scored"] > 0, "num_bytes"].sum())
+
+    @property
+    def num_words(self) -> int:
+        return int(self._ok().loc[self._ok()["num_scored"] > 0, "num_words"].sum())
+
+    @property
+    def failed(self):
+        """The documents that could not be scored, with their errors."""
+        return self.table.loc[self.table["error"].notna(), ["id", "error"]]
+
+    def to_pandas(self):
+        """One row per document: id, tokens, nll, perplexity, bits per byte, error.
+
+        >>> c.to_pandas().sort_values("perplexity").tail()   # doctest: +SKIP
+        """
+        return self.table[["id", "num_tokens", "num_scored", "nll", "perplexity", "bits_per_byte", "error"]]
+
+    def summary(self) -> dict[str, Any]:
+        """The aggregate as a JSON-ready dict.
+
+        >>> c.summary()["perplexity"]                        # doctest: +SKIP
+        """
+        models = self._ok()["model"].dropna()
+        return {"perplexity": self.perplexity, "nll": self.nll, "bits_per_byte": self.bits_per_byte,
+                "word_perplexity": self.word_perplexity, "num_tokens": self.num_tokens,
+                "num_documents": len(self.table), "num_failed": len(self.failed), "path": str(self.path),
+                "model": json.loads(models.iloc[0]) if len(models) else {}}
+
+    def __repr__(self) -> str:
+        return (f"CorpusScores({str(self.path)!r}, documents={len(self.table)}, failed={len(self.failed)}, "
+                f"tokens={self.num_tokens}, perplexity={self.perplexity:.4f}, "
+                f"bits_per_byte={self.bits_per_byte:.4f})")
+
+
+def score_corpus(
+    source,
+    *,
+    model=None,
+    out: str | os.PathLike = "scores.parquet",
+    top_k: int = 0,
+    max_length: int | None = None,
+    stride: int | None = None,
+    bos: bool | None = None,
+    batch_size: int = 8,
+    docs_per_part: int | None = None,
+    text_field: str = "text",
+    id_field: str = "id",
+    progress: bool | None = True,
+) -> CorpusScores:
+    """Score every document of ``source`` into ``out`` (Parquet, one row per document); resumable.
+
+    ``source``: a list of texts (or dicts), a ``.jsonl`` file (``text`` and optional ``id`` per
+    line), a text file (one document), a folder of text files, a pandas Series/DataFrame or a
+    ``datasets`` Dataset. ``model``: as in :func:`lightlens.score` (a server spec too).
+    Documents run longest first in batches; each finished batch is written at once, so running
+    the same call again after a crash (or kill) scores only what is missing. A document that
+    fails is recorded with its error (``.failed``) and retried by the next run. Under
+    ``torchrun``/``accelerate launch`` each rank scores its share and rank 0 merges.
+
+    >>> c = lightlens.score_corpus("corpus.jsonl", out="scores.parquet")   # doctest: +SKIP
+    >>> c.perplexity, c.failed                                             # doctest: +SKIP
+    """
+    from . import distributed
+    from .api import get_model
+    from .remote import RemoteModel, is_remote
+
+    docs = read_documents(source, text_field=text_field, id_field=id_field)
+    journal = Journal(out)
+    rank, world = distributed.rank_and_world()
+    done = journal.done_ids()
+    todo = sorted((d for d in docs if d[0] not in done), key=lambda d: -len(d[1]) if isinstance(d[1], str) else 0)
+    mine = todo[rank::world]
+    if mine:
+        remote = isinstance(model, RemoteModel) or is_remote(model)
+        lm = get_model(model, device=None if remote else distributed.local_device())
+        options = {"top_k": top_k, "max_length": max_length, "stride": stride, "bos": bos}
+        if not isinstance(lm, RemoteModel):
+            options["batch_size"] = batch_size
+        per_part = docs_per_part or (8 * lm.concurrency if isinstance(lm, RemoteModel) else 64)
+        _run(lm, mine, journal, options, per_part, rank, progress)
+    if world > 1:
+        distributed.barrier()
+    if rank == 0:
+        table = journal.merge([d[0] for d in docs])
+    if world > 1:
+        distributed.barrier()
+        distributed.shutdown()
+    return CorpusScores.read(journal.out) if rank != 0 else CorpusScores(journal.out, table.to_pandas())
+
+
+def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, progress) -> None:
+    tokens, t0 = 0, time.perf_counter()
+    desc = "scoring" if rank == 0 and os.environ.get("WORLD_SIZE", "1") == "1" else f"rank {rank}"
+    with tqdm(total=len(docs), unit="doc", desc=desc, disable=not progress, smoothing=0.1) as bar:
+        for start in range(0, len(docs), per_part):
+            chunk = docs[start : start + per_part]
+            rows = []
+            for (doc_id, _), r in zip(chunk, _score_chunk(lm, [t for _, t in chunk], options)):
+                rows.append(error_row(doc_id, r) if isinstance(r, Exception) else result_row(doc_id, r))
+                tokens += 0 if isinstance(r, Exception) else len(r.tokens)
+            journal.append(rows, rank=rank)
+            bar.update(len(chunk))
+            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s", refresh=False)
+
+
+def _score_chunk(lm, texts: list, options: dict) -> list:
+    """Each text's result or its error; a batch that fails is retried one text at a time."""
+    from .remote import RemoteModel
+
+    opts = {k: v for k, v in options.items() if v is not None or k == "top_k"}
+    if isinstance(lm, RemoteModel):
+        if any(opts.get(k) is not None for k in ("max_length", "stride", "bos")):
+            raise ValueError("max_length, stride and bos are not available with a server")
+        out: list = [None] * len(texts)
+        for i, r in lm.score_each(texts, top_k=options["top_k"]):
+            out[i] = r
+        return out
+    try:
+        return lm.score(texts, progress=False, **opts)
+    except Exception:  # noqa: BLE001 - find which document fails, keep the others
+        return [_one(lm, t, opts) for t in texts]
+
+
+def _one(lm, text, opts):
+    try:
+        return lm.score(text, progress=False, **opts)
+    except Exception as err:  # noqa: BLE001 - recorded with the document
+        return err
+
+
+__all__ = ["CorpusScores", "score_corpus"]

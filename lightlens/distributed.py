@@ -1,0 +1,54 @@
+"""Data-parallel corpus scoring under ``torchrun`` or ``accelerate launch``.
+
+Both launchers set RANK, WORLD_SIZE and LOCAL_RANK; each rank scores its shard on its own
+GPU (``cuda:LOCAL_RANK``) and writes its own parts; rank 0 merges after a barrier. The
+process group (NCCL on GPUs, gloo on CPU) is only used for those barriers.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` from the launcher's environment; ``(0, 1)`` when not launched.
+
+    >>> rank_and_world()                                   # doctest: +SKIP
+    (0, 1)
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not 0 <= rank < world:
+        raise RuntimeError(f"RANK={rank} is not in 0..WORLD_SIZE-1={world - 1}: check the launcher")
+    return rank, world
+
+
+def local_device() -> str | None:
+    """``cuda:LOCAL_RANK`` when launched with GPUs, else None (the default device)."""
+    import torch
+
+    if "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return None
+
+
+def barrier() -> None:
+    """Wait for every rank (starting the process group on first use; a day's timeout, since
+    ranks can finish their shards far apart)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and local_device() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_device())
+        dist.init_process_group(backend=backend, timeout=timedelta(days=1))
+    dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group, if one was started."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,85 @@
+"""Documents with ids from whatever holds a corpus: a list, a dict, a file, a folder,
+a pandas Series or DataFrame, or a Hugging Face ``datasets`` Dataset."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+Document = tuple[str, Any]  # (id, text); text is checked when it is scored
+
+
+def read_documents(source, *, text_field: str = "text", id_field: str = "id") -> list[Document]:
+    """``[(id, text), ...]`` with unique string ids.
+
+    Ids come from ``id_field`` (JSONL lines, dicts, DataFrame/dataset columns), a Series' or
+    DataFrame's index, a dict's keys, a folder's relative file names, else the position.
+
+    >>> read_documents(["a text", "another"])
+    [('0', 'a text'), ('1', 'another')]
+    >>> read_documents([{"id": "x", "text": "hello"}])
+    [('x', 'hello')]
+    """
+    docs = _read(source, text_field, id_field)
+    if not docs:
+        raise ValueError("the corpus is empty: give at least one document")
+    seen: set[str] = set()
+    dupes = [i for i, _ in docs if i in seen or seen.add(i)]
+    if dupes:
+        raise ValueError(f"document ids must be unique; repeated: {dupes[:5]}: fix the '{id_field}' field")
+    return docs
+
+
+def _read(source, text_field: str, id_field: str) -> list[Document]:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            return [(str(p.relative_to(path)), p.read_text(encoding="utf-8")) for p in files]
+        if not path.is_file():
+            raise FileNotFoundError(f"no file or folder at {path}: pass a path, or a list of texts")
+        if path.suffix == ".jsonl":
+            return _rows(_jsonl(path), text_field, id_field)
+        return [(path.name, path.read_text(encoding="utf-8"))]
+    if hasattr(source, "to_frame") and hasattr(source, "index"):  # pandas Series
+        return [(str(i), t) for i, t in source.items()]
+    if hasattr(source, "columns") and hasattr(source, "index"):  # pandas DataFrame
+        ids = source[id_field] if id_field in source.columns else source.index
+        return [(str(i), t) for i, t in zip(ids, source[_column(source.columns, text_field)])]
+    if hasattr(source, "column_names") and hasattr(source, "select"):  # datasets.Dataset
+        texts = source[_column(source.column_names, text_field)]
+        ids = source[id_field] if id_field in source.column_names else range(len(texts))
+        return [(str(i), t) for i, t in zip(ids, texts)]
+    if isinstance(source, dict):
+        return [(str(i), t) for i, t in source.items()]
+    return _rows(list(source), text_field, id_field)
+
+
+def _column(columns, name: str) -> str:
+    if name not in columns:
+        raise ValueError(f"no '{name}' column (columns: {list(columns)[:10]}): pass text_field=")
+    return name
+
+
+def _rows(rows: list, text_field: str, id_field: str) -> list[Document]:
+    out = []
+    for n, row in enumerate(rows):
+        if isinstance(row, dict):
+            if text_field not in row:
+                raise ValueError(f"document {n} has no '{text_field}' field (fields: {list(row)[:10]}): pass text_field=")
+            out.append((str(row.get(id_field, n)), row[text_field]))
+        else:
+            out.append((str(n), row))
+    return out
+
+
+def _jsonl(path: Path) -> list:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as err:
+                raise ValueError(f"{path}:{n}: not valid JSON ({err})") from err
+    return rows
