@@ -1,4 +1,4 @@
-"""Benchmarks anyone can run: ``python -m lightlens.bench cpu`` and ``... kernels``.
+"""Benchmarks anyone can run: ``python -m lightlens.bench cpu``, ``... kernels`` and ``... client``.
 
 ``cpu``: perplexity of the first N WikiText-2 tokens with the default model, lightlens
 against a hand-written Hugging Face loop (``model(ids, labels=...)``) doing the same forward
@@ -111,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(prog="python -m lightlens.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["cpu", "kernels"],
-                   help="cpu: end to end vs an HF loop; kernels: token statistics ops (see bench_kernels)")
+    p.add_argument("what", choices=["cpu", "kernels", "client"],
+                   help="cpu: end to end vs an HF loop; kernels: token statistics ops (see bench_kernels); "
+                        "client: remote-backend documents/s against an instant local server (see bench_client)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="text file (default: WikiText-2 test in ../shared)")
     p.add_argument("--tokens", type=int, default=16384)
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--stride", type=int, default=2048)
+    p.add_argument("--kind", default="vllm", help="client: the server format (default vllm)")
+    p.add_argument("--docs", type=int, default=2000, help="client: documents to send (default 2000)")
+    p.add_argument("--concurrency", type=int, default=32, help="client: requests in flight (default 32)")
     p.add_argument("--out", help="also write the measurements as JSON here")
     args = p.parse_args(argv)
     if args.what == "kernels":
@@ -124,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
 
         r = bench_kernels.run()
         bench_kernels.print_table(r)
+    elif args.what == "client":
+        from . import bench_client
+
+        r = bench_client.run(kind=args.kind, docs=args.docs, concurrency=args.concurrency)
+        bench_client.print_table(r)
     else:
         r = run_cpu(args.data, args.tokens, args.max_length, args.stride)
         _print_cpu(r)

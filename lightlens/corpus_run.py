@@ -141,36 +141,43 @@ def score_corpus(
 
 
 def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, progress) -> None:
-    tokens, t0 = 0, time.perf_counter()
-    desc = "scoring" if rank == 0 and os.environ.get("WORLD_SIZE", "1") == "1" else f"rank {rank}"
+    """Score ``docs``, writing a part every ``per_part`` finished documents (or 30 s)."""
+    tokens, t0, last = 0, time.perf_counter(), time.perf_counter()
+    rows: list[dict] = []
+    desc = "scoring" if os.environ.get("WORLD_SIZE", "1") == "1" else f"rank {rank}"
     with tqdm(total=len(docs), unit="doc", desc=desc, disable=not progress, smoothing=0.1) as bar:
-        for start in range(0, len(docs), per_part):
-            chunk = docs[start : start + per_part]
-            rows = []
-            for (doc_id, _), r in zip(chunk, _score_chunk(lm, [t for _, t in chunk], options)):
-                rows.append(error_row(doc_id, r) if isinstance(r, Exception) else result_row(doc_id, r))
-                tokens += 0 if isinstance(r, Exception) else len(r.tokens)
+        for i, r in _results(lm, [t for _, t in docs], options, per_part):
+            failed = isinstance(r, Exception)
+            rows.append(error_row(docs[i][0], r) if failed else result_row(docs[i][0], r))
+            tokens += 0 if failed else len(r.tokens)
+            bar.update(1)
+            if len(rows) >= per_part or time.perf_counter() - last > 30:
+                journal.append(rows, rank=rank)
+                rows, last = [], time.perf_counter()
+                bar.set_postfix_str(f"{tokens / max(last - t0, 1e-9):,.0f} tok/s", refresh=False)
+        if rows:
             journal.append(rows, rank=rank)
-            bar.update(len(chunk))
-            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s", refresh=False)
+        bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s")
 
 
-def _score_chunk(lm, texts: list, options: dict) -> list:
-    """Each text's result or its error; a batch that fails is retried one text at a time."""
+def _results(lm, texts: list, options: dict, per_batch: int):
+    """``(index, result or error)`` for every text: a server's as they arrive, a local model's
+    batch by batch (a batch that fails is retried one text at a time to find the culprit)."""
     from .remote import RemoteModel
 
     opts = {k: v for k, v in options.items() if v is not None or k == "top_k"}
     if isinstance(lm, RemoteModel):
-        if any(opts.get(k) is not None for k in ("max_length", "stride", "bos")):
+        if set(opts) - {"top_k"}:
             raise ValueError("max_length, stride and bos are not available with a server")
-        out: list = [None] * len(texts)
-        for i, r in lm.score_each(texts, top_k=options["top_k"]):
-            out[i] = r
-        return out
-    try:
-        return lm.score(texts, progress=False, **opts)
-    except Exception:  # noqa: BLE001 - find which document fails, keep the others
-        return [_one(lm, t, opts) for t in texts]
+        yield from lm.score_each(texts, top_k=options["top_k"])
+        return
+    for start in range(0, len(texts), per_batch):
+        chunk = texts[start : start + per_batch]
+        try:
+            out = lm.score(chunk, progress=False, **opts)
+        except Exception:  # noqa: BLE001 - find which document fails, keep the others
+            out = [_one(lm, t, opts) for t in chunk]
+        yield from enumerate(out, start)
 
 
 def _one(lm, text, opts):

@@ -236,3 +236,12 @@ def test_connect_parses_specs():
         lightlens.remote.connect("tgi+http://a:1?key=x")
     with pytest.raises(ValueError, match="unknown server kind"):
         RemoteModel("sglang", "http://a:1")
+
+
+def test_client_benchmark_runs_end_to_end():
+    """The benchmark of RESULTS.md, small: every document comes back scored, none failed."""
+    from lightlens import bench_client
+
+    r = bench_client.run(kind="openai", docs=120, concurrency=8)
+    assert r["docs"] == 120 and r["tokens"] > 120 * 40
+    assert r["score_each_docs_per_s"] > 0 and r["score_corpus_docs_per_s"] > 0

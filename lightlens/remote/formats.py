@@ -131,16 +131,15 @@ def _vllm_positions(positions: list, ids: list[int] | None) -> ServerTokens:
         )
     logprobs, ranks, pieces, top = [None], [None], [None], [[]]
     for i, entry in enumerate(positions[1:], 1):
-        entry = {int(k): v for k, v in entry.items()}
-        if ids[i] not in entry:
+        own = entry.get(str(ids[i]), entry.get(ids[i]))  # JSON keys are strings
+        if own is None:
             raise RemoteResponseError(
                 f"the server's prompt_logprobs at position {i} do not include the prompt token {ids[i]}"
             )
-        own = entry[ids[i]]
         logprobs.append(float(own["logprob"]))
         ranks.append(own.get("rank"))
         pieces.append(own.get("decoded_token"))
-        top.append([(tid, v.get("decoded_token"), float(v["logprob"])) for tid, v in entry.items()])
+        top.append([(int(tid), v.get("decoded_token"), float(v["logprob"])) for tid, v in entry.items()])
     if any(p is None for p in pieces[1:]):
         pieces = None
     return ServerTokens(logprobs, ids=ids, pieces=pieces, ranks=ranks, top=top)
