@@ -245,3 +245,13 @@ def test_client_benchmark_runs_end_to_end():
     r = bench_client.run(kind="openai", docs=120, concurrency=8)
     assert r["docs"] == 120 and r["tokens"] > 120 * 40
     assert r["score_each_docs_per_s"] > 0 and r["score_corpus_docs_per_s"] > 0
+
+
+def test_remote_results_render_without_entropy_or_rank():
+    with MockServer("tgi", word_scorer) as server:
+        r = lightlens.score("Hello there, world of servers.", model=f"tgi+{server.url}")
+    html = r.heatmap(metric="entropy")._repr_html_()
+    assert "entropy not reported by this backend" in html and "background:" not in html.split("ll-text")[-1]
+    tips = r._repr_html_()
+    assert "rank ?" in tips and "entropy ?" in tips
+    assert "background:" in tips.split("ll-text")[-1]  # logprob colours still drawn

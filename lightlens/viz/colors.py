@@ -29,7 +29,7 @@ class Metric:
             return r.surprisal_bits.astype(np.float64)
         if self.name == "entropy":
             return np.where(r.scored, r.entropy, np.nan).astype(np.float64)
-        return np.where(r.scored, r.ranks, np.nan).astype(np.float64)  # rank
+        return np.where(r.scored & (r.ranks > 0), r.ranks, np.nan).astype(np.float64)  # rank; 0: unknown
 
 
 METRICS = {

@@ -79,7 +79,9 @@ def _tip(r, i: int, top: int) -> str:
         lines.append("not scored (no context before it)")
     else:
         lines.append(f"logprob {lp:.3f}   p {math.exp(lp):.4f}   {-lp / math.log(2):.2f} bits")
-        lines.append(f"rank {int(r.ranks[i])}   entropy {float(r.entropy[i]):.3f} nats")
+        rank = str(int(r.ranks[i])) if r.ranks[i] > 0 else "?"
+        ent = f"{float(r.entropy[i]):.3f} nats" if not math.isnan(r.entropy[i]) else "?"
+        lines.append(f"rank {rank}   entropy {ent}")
         k = min(top, r.top_k_ids.shape[1])
         if k:
             lines.append("top alternatives:")
@@ -128,13 +130,16 @@ def heatmap_html(
             continue  # a byte-piece of a character that the next token completes
         scored = not math.isnan(r.logprobs[i])
         cls = "ll-t" + ("" if scored else " ll-na") + (" ll-hi" if scored and surprising[i] else "")
-        style = f" style='background:{colors[i]}'" if scored else ""
+        known = scored and not math.isnan(values[i])  # a server may not report entropy or rank
+        style = f" style='background:{colors[i]}'" if known else ""
         spans.append(f"<span class='{cls}'{style} data-tip='{_tip(r, i, top)}'>{_visible(r.tokens[i])}</span>")
     more = f"<div class='ll-head'>… {len(r) - n} more tokens not shown (max_tokens={max_tokens})</div>" if n < len(r) else ""
     head = (
         f"<div class='ll-head'><span><b>{html.escape(str(r.model.get('name', '?')))}</b></span>"
         f"<span>perplexity <b>{r.perplexity:.3f}</b></span><span>bits/byte <b>{r.bits_per_byte:.3f}</b></span>"
-        f"<span>{r.num_scored}/{len(r)} tokens scored</span><span>{_legend(m, lo, hi, cmap)}</span></div>"
+        f"<span>{r.num_scored}/{len(r)} tokens scored</span><span>{_legend(m, lo, hi, cmap)}</span>"
+        + (f"<span>({m.name} not reported by this backend)</span>" if r.num_scored and np.isnan(values).all() else "")
+        + "</div>"
     )
     # Only long texts scroll: a scroll box would clip the hover details of short ones.
     box = "ll-text ll-scroll" if n > SCROLL_AFTER else "ll-text"
