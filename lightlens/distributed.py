@@ -24,7 +24,11 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def local_device() -> str | None:
-    """``cuda:LOCAL_RANK`` when launched with GPUs, else None (the default device)."""
+    """``cuda:LOCAL_RANK`` when launched with GPUs, else None (the default device).
+
+    >>> local_device()                                     # doctest: +SKIP
+    'cuda:3'
+    """
     import torch
 
     if "LOCAL_RANK" in os.environ and torch.cuda.is_available():
@@ -34,7 +38,10 @@ def local_device() -> str | None:
 
 def barrier() -> None:
     """Wait for every rank (starting the process group on first use; a day's timeout, since
-    ranks can finish their shards far apart)."""
+    ranks can finish their shards far apart).
+
+    >>> barrier()                                          # doctest: +SKIP
+    """
     import torch
     import torch.distributed as dist
 
@@ -47,7 +54,10 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group, if one was started."""
+    """Leave the process group, if one was started.
+
+    >>> shutdown()                                         # doctest: +SKIP
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -20,7 +20,11 @@ PART_GLOB = "part-*.parquet"
 
 
 def schema():
-    """The Parquet schema of one document's row."""
+    """The Parquet schema of one document's row.
+
+    >>> schema().names[:3]
+    ['id', 'error', 'num_tokens']
+    """
     import pyarrow as pa
 
     return pa.schema([
@@ -33,7 +37,11 @@ def schema():
 
 
 def result_row(doc_id: str, r) -> dict[str, Any]:
-    """One document's row from its ScoreResult."""
+    """One document's row from its ScoreResult.
+
+    >>> result_row("doc-1", lightlens.score("Hello world"))["num_tokens"]   # doctest: +SKIP
+    2
+    """
     lp = r.logprobs
     return {"id": doc_id, "error": None, "num_tokens": len(r.tokens), "num_scored": r.num_scored,
             "total_logprob": r.total_logprob, "num_bytes": r.num_bytes, "num_words": r.num_words,
@@ -44,7 +52,11 @@ def result_row(doc_id: str, r) -> dict[str, Any]:
 
 
 def error_row(doc_id: str, err: BaseException) -> dict[str, Any]:
-    """One failed document's row: its error, no numbers."""
+    """One failed document's row: its error, no numbers.
+
+    >>> error_row("doc-2", ValueError("empty"))
+    {'id': 'doc-2', 'error': 'ValueError: empty'}
+    """
     return {"id": doc_id, "error": f"{type(err).__name__}: {err}"[:2000]}
 
 
@@ -67,7 +79,11 @@ class Journal:
         return [pq.read_table(f, schema=schema()) for f in files]
 
     def done_ids(self) -> set[str]:
-        """Ids already scored without error (by any earlier run or rank)."""
+        """Ids already scored without error (by any earlier run or rank).
+
+        >>> Journal("scores.parquet").done_ids()             # doctest: +SKIP
+        {'doc-1', 'doc-7'}
+        """
         done: set[str] = set()
         for t in self._tables():
             errors = t.column("error").to_pylist()
@@ -75,7 +91,10 @@ class Journal:
         return done
 
     def append(self, rows: list[dict[str, Any]], *, rank: int = 0) -> Path:
-        """Write ``rows`` as a new part, atomically."""
+        """Write ``rows`` as a new part, atomically.
+
+        >>> Journal("scores.parquet").append([error_row("d", ValueError("x"))])   # doctest: +SKIP
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -87,7 +106,11 @@ class Journal:
         return final
 
     def merge(self, order: list[str]):
-        """One row per id in ``order`` (ids never scored are left out), written to ``out``."""
+        """One row per id in ``order`` (ids never scored are left out), written to ``out``.
+
+        >>> Journal("scores.parquet").merge(["doc-1", "doc-2"]).num_rows   # doctest: +SKIP
+        2
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 

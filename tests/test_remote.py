@@ -255,3 +255,17 @@ def test_remote_results_render_without_entropy_or_rank():
     tips = r._repr_html_()
     assert "rank ?" in tips and "entropy ?" in tips
     assert "background:" in tips.split("ll-text")[-1]  # logprob colours still drawn
+
+
+@pytest.mark.parametrize("module", ["remote.http", "remote.tokens", "remote.formats", "remote.align",
+                                    "remote.backend", "remote.mock_server", "journal", "documents"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    from lightlens.remote.http import HttpPool
+
+    mod = importlib.import_module(f"lightlens.{module}")
+    extra = {"lightlens": lightlens, "pool": HttpPool(["http://127.0.0.1:9"]), "RemoteModel": RemoteModel}
+    result = doctest.testmod(mod, extraglobs=extra, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

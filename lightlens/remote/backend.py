@@ -72,7 +72,11 @@ class RemoteModel:
         return self._model_name
 
     def info(self) -> dict[str, Any]:
-        """Metadata stored in every result (URLs without credentials; never the key)."""
+        """Metadata stored in every result (URLs without credentials; never the key).
+
+        >>> RemoteModel("tgi", "http://u:pw@gpu1:8080").info()["url"]
+        'http://gpu1:8080'
+        """
         return {"name": self.model_name or self.kind, "revision": None, "dtype": None, "device": "remote",
                 "backend": self.kind, "url": ",".join(redact(u) for u in self.pool.urls)}
 

@@ -33,13 +33,21 @@ def _shape_error(kind: str, err: Exception, body: Any) -> RemoteResponseError:
 
 
 class Format:
-    """One server dialect; subclasses define ``kind``, ``request`` and ``parse``."""
+    """One server dialect; subclasses define ``kind``, ``request`` and ``_parse``.
+
+    >>> FORMATS["tgi"].request("Hi", 0, None)[0]
+    '/generate'
+    """
 
     kind = ""
     needs_model_name = False
 
     def request(self, text: str, top_k: int, model_name: str | None) -> tuple[str, dict]:
-        """The path and JSON body that ask for the prompt logprobs of ``text``."""
+        """The path and JSON body that ask for the prompt logprobs of ``text``.
+
+        >>> FORMATS["vllm"].request("Hi", 5, "gpt2")[1]["prompt_logprobs"]
+        5
+        """
         raise NotImplementedError
 
     def parse(self, body: Any, text: str | None = None) -> ServerTokens:
@@ -60,7 +68,10 @@ class Format:
         raise NotImplementedError
 
     def fetch(self, pool, text: str, top_k: int, model_name: str | None) -> ServerTokens:
-        """Ask ``pool`` and parse the answer."""
+        """Ask ``pool`` and parse the answer.
+
+        >>> FORMATS["vllm"].fetch(pool, "Hello world", 5, "gpt2").logprobs   # doctest: +SKIP
+        """
         path, payload = self.request(text, top_k, model_name)
         return self.parse(pool.post(path, payload), text)
 

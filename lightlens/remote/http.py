@@ -40,7 +40,8 @@ def redact(url: str) -> str:
 class RetryPolicy:
     """How often and how long to retry.
 
-    >>> RetryPolicy(retries=2).delay(1, None)  # doctest: +SKIP
+    >>> RetryPolicy(retries=2, max_wait=5).delay(1, 30.0)
+    5.0
     """
 
     retries: int = 5
@@ -48,9 +49,13 @@ class RetryPolicy:
     max_wait: float = 30.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (jittered; Retry-After wins)."""
+        """Seconds to wait before attempt ``attempt + 1`` (jittered; Retry-After wins, capped).
+
+        >>> 0.25 <= RetryPolicy(backoff=0.5).delay(1, None) <= 0.5
+        True
+        """
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_wait)
+            return float(min(max(retry_after, 0.0), self.max_wait))
         return min(self.backoff * 2 ** (attempt - 1), self.max_wait) * random.uniform(0.5, 1.0)
 
 
@@ -94,11 +99,17 @@ class HttpPool:
 
     # ---- one request -------------------------------------------------------------------
     def post(self, path: str, payload: dict[str, Any]) -> Any:
-        """POST ``payload`` to ``path`` and return the decoded JSON, retrying as above."""
+        """POST ``payload`` to ``path`` and return the decoded JSON, retrying as above.
+
+        >>> pool.post("/v1/completions", {"model": "m", "prompt": "hi"})   # doctest: +SKIP
+        """
         return self._request("POST", path, json.dumps(payload).encode("utf-8"))
 
     def get(self, path: str) -> Any:
-        """GET ``path`` and return the decoded JSON, retrying as above."""
+        """GET ``path`` and return the decoded JSON, retrying as above.
+
+        >>> pool.get("/v1/models")["data"][0]["id"]        # doctest: +SKIP
+        """
         return self._request("GET", path, None)
 
     def _request(self, method: str, path: str, body: bytes | None) -> Any:
@@ -169,7 +180,11 @@ class HttpPool:
 
     # ---- many requests -----------------------------------------------------------------
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, concurrency: int) -> Iterator[tuple[int, Any]]:
-        """``(index, fn(item) or the exception it raised)`` as they finish, ``concurrency`` at a time."""
+        """``(index, fn(item) or the exception it raised)`` as they finish, ``concurrency`` at a time.
+
+        >>> dict(pool.map(len, ["a", "bb"], concurrency=2))
+        {0: 1, 1: 2}
+        """
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         def guarded(item):

@@ -74,7 +74,11 @@ def _completion(model_name: str, choice: dict, n: int) -> dict:
 
 
 def corrupt(st: ServerTokens, fault: str, scorer: Callable[[str], ServerTokens]) -> ServerTokens:
-    """The wrong answers: one logprob too few, or the scores of another prompt."""
+    """The wrong answers: one logprob too few, or the scores of another prompt.
+
+    >>> len(corrupt(word_scorer("a b c"), "wrong_length", word_scorer).logprobs)
+    2
+    """
     if fault == "wrong_length":
         return replace(st, logprobs=st.logprobs[:-1])
     return scorer("An entirely different prompt.")
@@ -86,6 +90,9 @@ class MockServer:
     ``always`` makes one fault permanent; ``delay`` seconds pass before every answer.
     ``requests`` records what arrived (body, headers); ``max_in_flight`` the most requests
     handled at once.
+
+    >>> with MockServer("tgi", word_scorer, faults=["500"]) as server:   # doctest: +SKIP
+    ...     RemoteModel("tgi", server.url).score("Hello there")           # retried once
     """
 
     def __init__(self, kind: str, scorer: Callable[[str], ServerTokens], *, faults=(), always: str | None = None,
@@ -105,10 +112,12 @@ class MockServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def next_fault(self) -> str | None:
+        """The fault for the next request (queued ones first, then ``always``), or None."""
         with self._lock:
             return self.faults.popleft() if self.faults else self.always
 
     def answer(self, path: str, body: dict, fault: str | None) -> tuple[int, dict]:
+        """Status and JSON for one request (after the transport faults were applied)."""
         if path == "/v1/models":
             return 200, {"object": "list", "data": [{"id": self.model_name, "object": "model"}]}
         if fault == "no_max_tokens_0" and body.get("max_tokens") == 0:
@@ -121,10 +130,12 @@ class MockServer:
         return 200, render(self.kind, st, body, self.model_name)
 
     def start(self) -> "MockServer":
+        """Serve in a background thread; returns self (``url`` is ready)."""
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -204,6 +215,8 @@ def scorer_from_model(lm, *, top_k: int = 5, pieces: str = "text") -> Callable[[
     ``pieces="text"`` gives each token the characters it covers (vLLM's incremental
     detokenizer), ``"decode"`` decodes each token alone (TGI: byte pieces become U+FFFD),
     ``"raw"`` the vocabulary strings (``Ġthe``; some servers' echo ``tokens``).
+
+    >>> MockServer("vllm", scorer_from_model(lightlens.load("gpt2"), top_k=5))   # doctest: +SKIP
     """
 
     def scorer(text: str) -> ServerTokens:
@@ -225,7 +238,11 @@ def scorer_from_model(lm, *, top_k: int = 5, pieces: str = "text") -> Callable[[
 
 
 def word_scorer(text: str) -> ServerTokens:
-    """An instant stand-in model: words (with their leading space) as tokens, logprob −1 each."""
+    """An instant stand-in model: words (with their leading space) as tokens, logprob −1 each.
+
+    >>> word_scorer("Hello big world").pieces
+    ['Hello', ' big', ' world']
+    """
     import re
 
     words = re.findall(r"\s*\S+|\s+", text)

@@ -27,6 +27,8 @@ class ServerTokens:
 
     ``logprobs[0]`` is None (nothing precedes the first token). ``ids`` or ``pieces`` (each
     token's text) must be given; ``ranks`` and ``top`` where the server reports them.
+
+    >>> ServerTokens([None, -0.7], ids=[15496, 995], pieces=["Hello", " world"]).check()
     """
 
     logprobs: list[float | None]
@@ -37,7 +39,12 @@ class ServerTokens:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
-        """Raise :class:`RemoteResponseError` unless the lists are complete and consistent."""
+        """Raise :class:`RemoteResponseError` unless the lists are complete and consistent.
+
+        >>> ServerTokens([None, -0.7], ids=[1]).check()
+        Traceback (most recent call last):
+        lightlens.errors.RemoteResponseError: the server returned 1 ids for 2 prompt logprobs: ...
+        """
         n = len(self.logprobs)
         if n == 0:
             raise RemoteResponseError("the server returned no prompt tokens")
