@@ -146,17 +146,19 @@ def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, pr
     rows: list[dict] = []
     desc = "scoring" if os.environ.get("WORLD_SIZE", "1") == "1" else f"rank {rank}"
     with tqdm(total=len(docs), unit="doc", desc=desc, disable=not progress, smoothing=0.1) as bar:
-        for i, r in _results(lm, [t for _, t in docs], options, per_part):
-            failed = isinstance(r, Exception)
-            rows.append(error_row(docs[i][0], r) if failed else result_row(docs[i][0], r))
-            tokens += 0 if failed else len(r.tokens)
-            bar.update(1)
-            if len(rows) >= per_part or time.perf_counter() - last > 30:
+        try:
+            for i, r in _results(lm, [t for _, t in docs], options, per_part):
+                failed = isinstance(r, Exception)
+                rows.append(error_row(docs[i][0], r) if failed else result_row(docs[i][0], r))
+                tokens += 0 if failed else len(r.tokens)
+                bar.update(1)
+                if len(rows) >= per_part or time.perf_counter() - last > 30:
+                    journal.append(rows, rank=rank)
+                    rows, last = [], time.perf_counter()
+                    bar.set_postfix_str(f"{tokens / max(last - t0, 1e-9):,.0f} tok/s", refresh=False)
+        finally:  # also on Ctrl-C: what finished is kept
+            if rows:
                 journal.append(rows, rank=rank)
-                rows, last = [], time.perf_counter()
-                bar.set_postfix_str(f"{tokens / max(last - t0, 1e-9):,.0f} tok/s", refresh=False)
-        if rows:
-            journal.append(rows, rank=rank)
         bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s")
 
 

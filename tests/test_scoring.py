@@ -228,7 +228,7 @@ def test_second_score_does_not_reload(llama_dir, monkeypatch):
     lightlens.score("Hello world", model=str(llama_dir))
     lightlens.score("Hello again", model=str(llama_dir))
     assert len(calls) == 1
-    assert calls[0][-1] is False  # trust_remote_code is never set unless asked
+    assert calls[0][5] is False  # trust_remote_code is never set unless asked
 
 
 def test_no_warnings_on_normal_scoring(tiny_model):
