@@ -154,6 +154,42 @@ cmp.same_tokens"""),
         md("Bits per byte is the comparable number across tokenizers:"),
         code("round(a.bits_per_byte, 4), round(c.bits_per_byte, 4)"),
     ],
+    "servers.ipynb": [
+        md("""
+# Servers and whole corpora
+
+A model served by vLLM, LightLLM, TGI or an OpenAI-compatible server gives the same
+`ScoreResult` as one loaded here. So that this notebook runs anywhere, a local stand-in
+server answers in vLLM's JSON (each word a token, logprob −1); point `model=` at your own
+server instead: `"vllm+http://gpu1:8000"`, `"tgi+http://…"`, `"lightllm+http://…?tokenizer=…"`."""),
+        code("""
+import lightlens
+from lightlens.remote.mock_server import MockServer, word_scorer
+
+server = MockServer("vllm", word_scorer).start()
+r = lightlens.score("Servers report each prompt token's logprob.", model=f"vllm+{server.url}", top_k=2)
+r"""),
+        md("Servers do not report entropy, and rank only where they give it (vLLM does):"),
+        code("r.to_pandas()[['token', 'logprob', 'rank', 'entropy']]"),
+        md("""
+A pool of servers, with bounded concurrency, time-outs and retries (the key, if any, comes
+from `api_key=` or `$LIGHTLENS_API_KEY` and is never shown):"""),
+        code("""
+pool = lightlens.remote.RemoteModel("vllm", [server.url, server.url], concurrency=8, timeout=30, api_key="sk-not-shown")
+pool"""),
+        md("""
+A whole corpus, written to Parquet as documents finish; running the same call again after
+a crash scores only what is missing. A document that fails is recorded with its error:"""),
+        code("""
+import tempfile, pathlib
+out = pathlib.Path(tempfile.mkdtemp()) / "scores.parquet"
+docs = [f"Document {i} is about {'many ' * i}things." for i in range(50)] + [""]
+c = lightlens.score_corpus(docs, model=pool, out=out, progress=False)
+c"""),
+        code("c.failed"),
+        code("c.to_pandas().head()"),
+        code("server.stop()"),
+    ],
     "kernels.ipynb": [
         md("""
 # Kernel benchmarks
@@ -194,7 +230,11 @@ table.round(1)"""),
 
 
 if __name__ == "__main__":
+    import sys
+
     for name, cells in NOTEBOOKS.items():
+        if sys.argv[1:] and name not in sys.argv[1:]:
+            continue
         nb = nbf.v4.new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbf.write(nb, HERE / name)
