@@ -26,7 +26,7 @@ test: $(BIN)/lightlens
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/lightlens
-	$(BIN)/python -m lightlens.bench cpu
+	$(BIN)/python -m benchmarks cpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--id-field", default="id", help="the JSONL field holding the document id (default id)")
     c.add_argument("--top-k", type=int, default=0, help="alternatives to keep per token (default 0)")
     c.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="discard an existing --out of a different job (model, options or texts) instead of failing")
     _add_model_options(c)
 
     sub.add_parser("download", help="fetch the default model into the cache and dequantise it once")
@@ -116,11 +118,11 @@ def _perplexity(args) -> int:
     lm = lightlens.load(args.model, device=args.device, dtype=args.dtype)
     c = lightlens.perplexity(args.file, model=lm, max_length=args.max_length, stride=args.stride,
                              batch_size=args.batch_size, max_tokens=args.max_tokens, progress=True)
-    s = c.summary()
+    s = c.to_dict()
     if args.json:
         print(json.dumps(s))
     else:
-        for key in ("perplexity", "bits_per_byte", "word_perplexity", "nll", "num_tokens", "num_documents"):
+        for key in ("perplexity", "bits_per_byte", "word_perplexity", "nll", "num_scored", "num_tokens", "num_documents"):
             print(f"{key:>16}  {s[key]}")
         print(f"{'window':>16}  {s['window']}")
         print(f"{'model':>16}  {s['model'].get('name')}")
@@ -129,21 +131,22 @@ def _perplexity(args) -> int:
 
 def _corpus(args) -> int:
     import lightlens
-    from .distributed import rank_and_world
+    from .corpus.distributed import local_device, rank_and_world
 
     model = args.model
-    if args.device or args.dtype:
-        model = lightlens.load(args.model, device=args.device, dtype=args.dtype)
+    if args.device or args.dtype:  # under torchrun, --device cuda means this rank's own GPU
+        model = lightlens.load(args.model, device=local_device(args.device), dtype=args.dtype)
     c = lightlens.score_corpus(args.source, model=model, out=args.out, top_k=args.top_k,
                                max_length=args.max_length, stride=args.stride, batch_size=args.batch_size,
-                               text_field=args.text_field, id_field=args.id_field)
+                               text_field=args.text_field, id_field=args.id_field, overwrite=args.overwrite)
     if rank_and_world()[0] != 0:
         return 0
-    s = c.summary()
+    s = c.to_dict()
     if args.json:
         print(json.dumps(s))
     else:
-        for key in ("perplexity", "bits_per_byte", "word_perplexity", "num_tokens", "num_documents", "num_failed", "path"):
+        for key in ("perplexity", "bits_per_byte", "word_perplexity", "num_scored", "num_tokens", "num_documents",
+                    "num_failed", "path"):
             print(f"{key:>16}  {s[key]}")
         if s["num_failed"]:
             print(f"{s['num_failed']} document(s) failed: their errors are in the 'error' column; "
@@ -152,8 +155,8 @@ def _corpus(args) -> int:
 
 
 def _download(args) -> int:
-    from .fetch import fetch_default_model
-    from .gguf import converted_dir
+    from .models.fetch import fetch_default_model
+    from .models.gguf import converted_dir
 
     path = fetch_default_model()
     print(f"default model: {path}")

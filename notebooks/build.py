@@ -194,7 +194,7 @@ c"""),
         md("""
 # Kernel benchmarks
 
-Plots of the measurements in `../benchmarks/results` (written by `python -m lightlens.bench`).
+Plots of the measurements in `../benchmarks/results` (written by `python -m benchmarks`).
 GPU numbers appear here once a GPU run has been recorded; see `benchmarks/RESULTS.md`."""),
         code("""
 import json

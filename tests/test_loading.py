@@ -10,7 +10,9 @@ import numpy as np
 import torch
 
 import lightlens
-from lightlens import ModelNotFoundError, fetch, loading
+from lightlens import ModelNotFoundError
+from lightlens.models import fetch
+from lightlens.models import loading
 
 
 def test_unknown_hub_name_is_a_clear_error():
@@ -104,7 +106,7 @@ def test_default_gguf_is_cached_and_verified(smollm2):
 def test_device_map_auto_scores_like_a_plain_load(llama_dir):
     """Models too big for one GPU load with accelerate's device_map; on CPU it must agree."""
     import lightlens
-    from lightlens.loading import load
+    from lightlens.models.loading import load
 
     plain = load(llama_dir).score("The quick brown fox jumps over the lazy dog.", top_k=3)
     for device_map in ("auto", {"model.embed_tokens": "cpu", "model.layers": "cpu", "model.norm": "cpu",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lightlens
-from lightlens.gguf import converted_dir
+from lightlens.models.gguf import converted_dir
 
 from conftest import WIKITEXT
 from test_scoring import hf_protocol_nll, oracle
@@ -43,13 +43,13 @@ def test_wikitext_4096_tokens_equal_hf_protocol(smollm2):
     ids = smollm2.tokenizer(prefix, add_special_tokens=False)["input_ids"]
     assert len(ids) == 4096
     nll, n = hf_protocol_nll(smollm2, ids, 1024, 512)
-    assert c.num_tokens == n == 4095
+    assert c.num_scored == n == 4095 and c.num_tokens == 4096
     assert c.perplexity == pytest.approx(math.exp(nll), rel=1e-5)
     assert 10 < c.perplexity < 40  # SmolLM2-135M on WikiText-2 is in the 20s
 
 
 def test_gguf_is_converted_once(smollm2):
-    from lightlens.fetch import default_gguf_path
+    from lightlens.models.fetch import default_gguf_path
 
     folder = converted_dir(default_gguf_path())
     assert (folder / "config.json").exists() and (folder / "model.safetensors").exists()

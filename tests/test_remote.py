@@ -13,7 +13,7 @@ import lightlens
 from lightlens.errors import RemoteError, RemoteResponseError
 from lightlens.remote import FORMATS, RemoteModel, to_result
 from lightlens.remote.http import RetryPolicy, _seconds
-from lightlens.remote.mock_server import MockServer, scorer_from_model, word_scorer
+from lightlens.testing.mock_server import MockServer, scorer_from_model, word_scorer
 
 from conftest import TRICKY_TEXTS
 
@@ -240,7 +240,7 @@ def test_connect_parses_specs():
 
 def test_client_benchmark_runs_end_to_end():
     """The benchmark of RESULTS.md, small: every document comes back scored, none failed."""
-    from lightlens import bench_client
+    from benchmarks import client as bench_client
 
     r = bench_client.run(kind="openai", docs=120, concurrency=8)
     assert r["docs"] == 120 and r["tokens"] > 120 * 40
@@ -255,17 +255,3 @@ def test_remote_results_render_without_entropy_or_rank():
     tips = r._repr_html_()
     assert "rank ?" in tips and "entropy ?" in tips
     assert "background:" in tips.split("ll-text")[-1]  # logprob colours still drawn
-
-
-@pytest.mark.parametrize("module", ["remote.http", "remote.tokens", "remote.formats", "remote.align",
-                                    "remote.backend", "remote.mock_server", "journal", "documents"])
-def test_docstring_examples_run(module):
-    import doctest
-    import importlib
-
-    from lightlens.remote.http import HttpPool
-
-    mod = importlib.import_module(f"lightlens.{module}")
-    extra = {"lightlens": lightlens, "pool": HttpPool(["http://127.0.0.1:9"]), "RemoteModel": RemoteModel}
-    result = doctest.testmod(mod, extraglobs=extra, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0

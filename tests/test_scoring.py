@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import lightlens
-from lightlens.windows import plan_windows
+from lightlens.text.windows import plan_windows
 
 TEXT = "The quick brown fox jumps over the lazy dog. Perplexity is the exponential of the mean."
 
@@ -64,7 +64,7 @@ def test_bos_policy_first_token(tiny_llama, tiny_gpt2):
 
 def test_no_double_bos(tiny_llama):
     text = "<s> Hello world"  # the text itself starts with the BOS token
-    from lightlens.tokenize import encode
+    from lightlens.text.tokens import encode
 
     enc = encode(tiny_llama.tokenizer, text)
     assert list(enc.ids).count(tiny_llama.tokenizer.bos_token_id) == 1
@@ -205,7 +205,7 @@ def test_perplexity_of_a_corpus_aggregates_tokens_not_texts(tiny_gpt2, tmp_path)
     rs = lightlens.score(texts, model=tiny_gpt2)
     total = -sum(float(np.nansum(r.logprobs.astype(np.float64))) for r in rs)
     n = sum(r.num_scored for r in rs)
-    assert c.num_tokens == n and c.perplexity == pytest.approx(math.exp(total / n), rel=1e-6)
+    assert c.num_scored == n and c.perplexity == pytest.approx(math.exp(total / n), rel=1e-6)
     assert c.perplexity != pytest.approx(np.mean([r.perplexity for r in rs]), rel=1e-3)
     nbytes = sum(len(r.scored_text.encode()) for r in rs)
     assert c.bits_per_byte == pytest.approx(total / math.log(2) / nbytes, rel=1e-6)
@@ -219,7 +219,7 @@ def test_perplexity_of_a_corpus_aggregates_tokens_not_texts(tiny_gpt2, tmp_path)
 
 
 def test_second_score_does_not_reload(llama_dir, monkeypatch):
-    from lightlens import loading
+    from lightlens.models import loading
 
     calls = []
     real = loading._load_uncached

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import lightlens
-from lightlens.tokenize import adds_bos, encode
+from lightlens.text.tokens import adds_bos, encode
 
 from conftest import TRICKY_TEXTS, byte_level_tokenizer, metaspace_tokenizer
 

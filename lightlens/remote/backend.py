@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from tqdm.auto import tqdm
 
 from ..errors import RemoteResponseError
-from ..result import ScoreResult
+from ..results.score_result import ScoreResult
 from .formats import FORMATS
 from .http import HttpPool, RetryPolicy, redact
 from .tokens import to_result
@@ -86,7 +86,7 @@ class RemoteModel:
 
         >>> m.score_one("Hello world", top_k=3).tokens     # doctest: +SKIP
         """
-        from ..tokenize import check_text
+        from ..text.tokens import check_text
 
         check_text(text)
         st = self.format.fetch(self.pool, text, top_k, self.model_name)
@@ -111,11 +111,11 @@ class RemoteModel:
 
     def score(self, text: str | Sequence[str], *, top_k: int = 5, max_length: int | None = None,
               stride: int | None = None, bos: bool | None = None, progress: bool | None = None,
-              **ignored) -> ScoreResult | list[ScoreResult]:
+              batch_size: int | None = None, method: str = "auto") -> ScoreResult | list[ScoreResult]:
         """Score one text (a ScoreResult) or a list (a list, in order; the first error is raised).
 
-        Windows and BOS are the server's business: ``max_length``, ``stride`` and ``bos`` are
-        refused rather than silently ignored.
+        Windows, BOS and batching are the server's business: ``max_length``, ``stride``,
+        ``bos``, ``batch_size`` and ``method`` are refused rather than silently ignored.
 
         >>> m.score(["a text", "another"], top_k=0)        # doctest: +SKIP
         """
@@ -123,6 +123,11 @@ class RemoteModel:
             raise ValueError(
                 "max_length, stride and bos are not available with a server: it scores the whole "
                 "prompt as it tokenizes it (split long texts yourself, or score them in-process)"
+            )
+        if batch_size is not None or method != "auto":
+            raise ValueError(
+                "batch_size and method are not available with a server: it batches requests itself "
+                "(use concurrency= on the RemoteModel to send more at once)"
             )
         if isinstance(text, str):
             return self.score_one(text, top_k=top_k)
@@ -143,7 +148,7 @@ class RemoteModel:
 
 
 def _check_list(texts: Iterable) -> Iterable[str]:
-    from ..tokenize import check_text
+    from ..text.tokens import check_text
 
     texts = list(texts)
     if not texts:

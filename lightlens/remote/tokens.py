@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RemoteResponseError
-from ..result import ScoreResult
+from ..results.score_result import ScoreResult
 from .align import align
 
 # One alternative: (token id or None, token string or None, logprob)
@@ -98,7 +98,7 @@ def _spans(text: str, st: ServerTokens, tokenizer) -> tuple[np.ndarray, bool]:
         except RemoteResponseError:
             st.ids = _vocab_ids(tokenizer, st.pieces)  # raw vocabulary strings such as "Ġthe"
     if tokenizer is not None and st.ids is not None:
-        from ..tokenize import encode
+        from ..text.tokens import encode
 
         enc = encode(tokenizer, text, bos=False)
         local = enc.ids.tolist()

@@ -17,21 +17,21 @@ import triton
 import triton.language as tl
 
 from .reference import IGNORE_INDEX, TokenStats
-from .triton_common import (
+from ._triton_utils import (
     decode_topk,
     empty_outputs,
     finish_and_store,
     init_stats,
+    check_targets,
+    check_top_k,
     interpreting,
+    OUTPUT_SIGNATURE,
     next_pow2,
     online_update,
     program_rows,
     topk_init,
     topk_merge,
 )
-
-MAX_TOP_K = 64
-
 
 @triton.jit
 def _token_stats_kernel(
@@ -57,25 +57,7 @@ def _token_stats_kernel(
                      logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD)
 
 
-def check_targets(targets: torch.Tensor, t: int, v: int, ignore_index: int) -> torch.Tensor:
-    """Targets as a contiguous int64 [T] vector, each in [0, V) or the ignore index."""
-    if targets.shape != (t,):
-        raise ValueError(f"targets must have shape ({t},), got {tuple(targets.shape)}")
-    targets = targets.to(torch.int64).contiguous()
-    bad = (targets != ignore_index) & ((targets < 0) | (targets >= v))
-    if bool(bad.any()):
-        raise ValueError(f"targets must lie in [0, {v}) or equal ignore_index={ignore_index}")
-    return targets
-
-
-def check_top_k(top_k: int, v: int) -> int:
-    """top_k clipped to V, within what the kernels support."""
-    if not 0 <= top_k <= MAX_TOP_K:
-        raise ValueError(f"top_k must be in [0, {MAX_TOP_K}], got {top_k}")
-    return min(top_k, v)
-
-
-def token_stats(
+def token_stats_triton(
     logits: torch.Tensor,
     targets: torch.Tensor,
     top_k: int = 0,
@@ -84,7 +66,7 @@ def token_stats(
 ) -> TokenStats:
     """Token statistics of logits [T, V] in one pass (Triton; CUDA, or CPU when interpreting).
 
-    >>> s = token_stats(logits.cuda(), targets.cuda(), top_k=5)   # doctest: +SKIP
+    >>> s = token_stats_triton(logits.cuda(), targets.cuda(), top_k=5)   # doctest: +SKIP
     >>> s.logprob.shape, s.top_k_ids.shape                        # doctest: +SKIP
     (torch.Size([T]), torch.Size([T, 5]))
     """
@@ -108,3 +90,14 @@ def token_stats(
     )
     ids, top_lp = decode_topk(keys, lse)
     return TokenStats(logprob, lse, ent, rank, ids, top_lp)
+
+
+def compile_sources(dtype: str, k: int):
+    """The launch configurations :func:`token_stats_triton` uses on a GPU, as Triton sources
+    for ahead-of-time compilation (:mod:`lightlens.kernels.aot`); ``dtype``: bf16, fp16, fp32."""
+    from triton.compiler import ASTSource
+
+    sig = {"logits_ptr": f"*{dtype}", "stride_row": "i64", "targets_ptr": "*i64", "T": "i32", "V": "i32",
+           "ignore_index": "i32", **OUTPUT_SIGNATURE}
+    const = {"K": k, "K_PAD": max(1, next_pow2(k)), "BLOCK_T": 1, "BLOCK_V": 4096}
+    return ASTSource(_token_stats_kernel, {**sig, **{c: "constexpr" for c in const}}, constexprs=const)

@@ -109,3 +109,14 @@ def check_text(text) -> None:
         )
     if not text:
         raise ValueError("cannot score an empty text: give at least one character")
+
+
+def truncate_tokens(tokenizer, text: str, n: int) -> str:
+    """The prefix of ``text`` covered by its first ``n`` tokens (for quick, comparable runs).
+
+    >>> head = truncate_tokens(tiny.tokenizer, "The quick brown fox jumps over the lazy dog.", 3)
+    >>> len(encode(tiny.tokenizer, head, bos=False).ids)
+    3
+    """
+    enc = encode(tokenizer, text, bos=False)
+    return text if len(enc.offsets) <= n else text[: enc.offsets[n - 1, 1]]

@@ -1,4 +1,4 @@
-"""Kernel benchmark: ``python -m lightlens.bench kernels``.
+"""Kernel benchmark: ``python -m benchmarks kernels``.
 
 For each shape (bf16 on GPU, float32 on CPU) it times and measures the peak extra memory of
   naive      float32 log_softmax + gather + entropy + rank + topk (what servers do, plus more)
@@ -77,7 +77,7 @@ def matmul_rate(device: torch.device) -> float:
 
 def run(shapes=None, *, k: int = 20, device: str | None = None) -> list[dict]:
     """Measure every side on every shape; returns one dict per (shape, side)."""
-    from .kernels import fused_token_stats_reference, token_stats_reference
+    from lightlens.kernels import fused_token_stats_reference, token_stats_reference
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = dev.type == "cuda"
@@ -98,7 +98,8 @@ def run(shapes=None, *, k: int = 20, device: str | None = None) -> list[dict]:
             continue
         sides = {"naive": lambda: naive_stats(logits, targets, k)}
         if cuda:
-            from .kernels import fused_token_stats, token_stats
+            from lightlens.kernels.fused_token_stats_kernel import fused_token_stats_triton as fused_token_stats
+            from lightlens.kernels.token_stats_kernel import token_stats_triton as token_stats
 
             sides["ours_token_stats"] = lambda: token_stats(logits, targets, k)
             sides["ours_fused"] = lambda: fused_token_stats(hidden, weight, targets, k)

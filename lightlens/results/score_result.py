@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-LN2 = math.log(2.0)
+from ..metrics import LN2, Totals, count_words
 _ARRAYS = {  # field -> numpy dtype of the stored array
     "token_ids": np.int64,
     "offsets": np.int64,
@@ -26,17 +26,8 @@ _ARRAYS = {  # field -> numpy dtype of the stored array
 _META = ("text", "model", "window", "bos")
 
 
-def count_words(text: str) -> int:
-    """Number of whitespace-separated words (lm-evaluation-harness's word count).
-
-    >>> count_words("  the cat\\n sat ")
-    3
-    """
-    return len(text.split())
-
-
 @dataclass(eq=False)
-class ScoreResult:
+class ScoreResult(Totals):
     """Per-token log-probabilities of one text under one causal LM.
 
     Token ``i`` covers ``text[offsets[i, 0]:offsets[i, 1]]`` (``tokens[i]`` is that slice,
@@ -93,15 +84,9 @@ class ScoreResult:
         return float(self.logprobs[self.scored].astype(np.float64).sum())
 
     @property
-    def nll(self) -> float:
-        """Mean negative log-likelihood per scored token (nats); NaN if none was scored."""
-        n = self.num_scored
-        return -self.total_logprob / n if n else math.nan
-
-    @property
-    def perplexity(self) -> float:
-        """``exp(nll)`` over the scored tokens."""
-        return math.exp(self.nll) if self.num_scored else math.nan
+    def total_nll(self) -> float:
+        """Sum of the scored tokens' negative log-probabilities (nats)."""
+        return -self.total_logprob
 
     @property
     def scored_text(self) -> str:
@@ -118,18 +103,6 @@ class ScoreResult:
     def num_words(self) -> int:
         """Whitespace-separated words of the scored text."""
         return count_words(self.scored_text)
-
-    @property
-    def bits_per_byte(self) -> float:
-        """``-sum(logprob) / ln 2 / utf8_bytes(scored text)``: comparable across tokenizers."""
-        b = self.num_bytes
-        return -self.total_logprob / LN2 / b if b and self.num_scored else math.nan
-
-    @property
-    def word_perplexity(self) -> float:
-        """``exp(-sum(logprob) / words)`` of the scored text (lm-evaluation-harness)."""
-        w = self.num_words
-        return math.exp(-self.total_logprob / w) if w and self.num_scored else math.nan
 
     @property
     def probs(self) -> np.ndarray:
@@ -221,12 +194,12 @@ class ScoreResult:
 
         >>> result.heatmap(metric="rank", threshold=12)      # doctest: +SKIP
         """
-        from .viz.heatmap import Heatmap, heatmap_html
+        from ..viz.heatmap import Heatmap, heatmap_html
 
         return Heatmap(heatmap_html(self, **options))
 
     def _repr_html_(self) -> str:
-        from .viz.heatmap import heatmap_html
+        from ..viz.heatmap import heatmap_html
 
         return heatmap_html(self)
 
@@ -235,7 +208,7 @@ class ScoreResult:
 
         >>> result.plot("entropy")                           # doctest: +SKIP
         """
-        from .viz import plots
+        from ..viz import plots
 
         draw = {"logprob": plots.plot_logprobs, "entropy": plots.plot_entropy,
                 "perplexity": plots.plot_windowed_perplexity, "rank": plots.plot_rank_histogram,

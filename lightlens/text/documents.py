@@ -1,5 +1,11 @@
 """Documents with ids from whatever holds a corpus: a list, a dict, a file, a folder,
-a pandas Series or DataFrame, or a Hugging Face ``datasets`` Dataset."""
+a pandas Series or DataFrame, a Hugging Face ``datasets`` Dataset, or one text.
+
+The one corpus reader: :func:`lightlens.perplexity` and :func:`lightlens.score_corpus` both
+read their ``source`` here, so a source means the same thing to both. A str is a path when a
+file or folder exists there; a one-line str that looks like a path (``./``, ``/``, ``~/`` or a
+corpus suffix) but names nothing is an error; any other str is one text.
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 Document = tuple[str, Any]  # (id, text); text is checked when it is scored
+PATH_SUFFIXES = (".txt", ".jsonl", ".json", ".md", ".raw", ".text")
 
 
 def read_documents(source, *, text_field: str = "text", id_field: str = "id") -> list[Document]:
@@ -20,6 +27,8 @@ def read_documents(source, *, text_field: str = "text", id_field: str = "id") ->
     [('0', 'a text'), ('1', 'another')]
     >>> read_documents([{"id": "x", "text": "hello"}])
     [('x', 'hello')]
+    >>> read_documents("just one text, not a file")
+    [('0', 'just one text, not a file')]
     """
     docs = _read(source, text_field, id_field)
     if not docs:
@@ -31,14 +40,28 @@ def read_documents(source, *, text_field: str = "text", id_field: str = "id") ->
     return docs
 
 
+def looks_like_path(s: str) -> bool:
+    """Whether a str names a file or folder (or was clearly meant to).
+
+    >>> looks_like_path("corpus.jsonl"), looks_like_path("The cat sat on the mat.")
+    (True, False)
+    """
+    if os.path.exists(os.path.expanduser(s)):
+        return True
+    one_line = "\n" not in s and len(s) < 1024
+    return one_line and (s.lower().endswith(PATH_SUFFIXES) or s.startswith(("./", "/", "~/")))
+
+
 def _read(source, text_field: str, id_field: str) -> list[Document]:
+    if isinstance(source, str) and not looks_like_path(source):
+        return [("0", source)]
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             return [(str(p.relative_to(path)), p.read_text(encoding="utf-8")) for p in files]
         if not path.is_file():
-            raise FileNotFoundError(f"no file or folder at {path}: pass a path, or a list of texts")
+            raise FileNotFoundError(f"no file or folder at {path}: check the path (to score a text itself, pass [text])")
         if path.suffix == ".jsonl":
             return _rows(_jsonl(path), text_field, id_field)
         return [(path.name, path.read_text(encoding="utf-8"))]

@@ -22,13 +22,15 @@ import triton
 import triton.language as tl
 
 from .reference import IGNORE_INDEX, TokenStats
-from .triton_token_stats import check_targets, check_top_k
-from .triton_common import (
+from ._triton_utils import (
     decode_topk,
     empty_outputs,
     finish_and_store,
     init_stats,
+    check_targets,
+    check_top_k,
     interpreting,
+    OUTPUT_SIGNATURE,
     next_pow2,
     online_update,
     program_rows,
@@ -96,7 +98,7 @@ def _fused_token_stats_kernel(
                      logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD)
 
 
-def fused_token_stats(
+def fused_token_stats_triton(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
@@ -109,7 +111,7 @@ def fused_token_stats(
 ) -> TokenStats:
     """Token statistics of ``head(hidden)`` without materialising the [T, V] logits.
 
-    >>> s = fused_token_stats(h, model.lm_head.weight, targets, top_k=5)   # doctest: +SKIP
+    >>> s = fused_token_stats_triton(h, model.lm_head.weight, targets, top_k=5)   # doctest: +SKIP
     >>> s.entropy.shape                                                    # doctest: +SKIP
     torch.Size([T])
     """
@@ -140,3 +142,17 @@ def fused_token_stats(
     )
     ids, top_lp = decode_topk(keys, lse)
     return TokenStats(logprob, lse, ent, rank, ids, top_lp)
+
+
+def compile_sources(dtype: str, k: int, bias: bool, cap: bool):
+    """The launch configuration :func:`fused_token_stats_triton` uses on a GPU, as a Triton
+    source for ahead-of-time compilation (:mod:`lightlens.kernels.aot`)."""
+    from triton.compiler import ASTSource
+
+    sig = {"h_ptr": f"*{dtype}", "stride_h": "i64", "w_ptr": f"*{dtype}", "stride_w": "i64",
+           "b_ptr": f"*{dtype}", "targets_ptr": "*i64", "T": "i32", "V": "i32", "D": "i32",
+           "ignore_index": "i32", "scale": "fp32", "cap": "fp32", **OUTPUT_SIGNATURE}
+    const = {"HAS_BIAS": bias, "HAS_SCALE": False, "HAS_CAP": cap, "UPCAST": dtype == "fp32",
+             "PRECISION": "ieee" if dtype == "fp32" else "tf32",
+             "K": k, "K_PAD": max(1, next_pow2(k)), "BLOCK_T": 64, "BLOCK_V": 128, "BLOCK_D": 64}
+    return ASTSource(_fused_token_stats_kernel, {**sig, **{c: "constexpr" for c in const}}, constexprs=const)

@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ModelNotFoundError
+from ..errors import ModelNotFoundError
 from .fetch import HUB_DEFAULT, default_gguf_path, fetch_default_model
 from .gguf import converted_dir
 
 if TYPE_CHECKING:
-    from .model import LanguageModel
+    from .local import LanguageModel
 
 _LOADED: dict[tuple, "LanguageModel"] = {}
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
@@ -139,7 +139,7 @@ def _load_uncached(source, name, device, torch_dtype, revision, trust_remote_cod
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from .model import LanguageModel
+    from .local import LanguageModel
 
     hf_logging.disable_progress_bar()
 

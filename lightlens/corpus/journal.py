@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..results.corpus_result import document_row
+
 PART_GLOB = "part-*.parquet"
 
 
@@ -37,18 +39,15 @@ def schema():
 
 
 def result_row(doc_id: str, r) -> dict[str, Any]:
-    """One document's row from its ScoreResult.
+    """One document's row from its ScoreResult: the summary columns plus its per-token arrays.
 
-    >>> result_row("doc-1", lightlens.score("Hello world"))["num_tokens"]   # doctest: +SKIP
-    2
+    >>> row = result_row("doc-1", result)
+    >>> row["id"], len(row["logprobs"]) == len(result)
+    ('doc-1', True)
     """
-    lp = r.logprobs
-    return {"id": doc_id, "error": None, "num_tokens": len(r.tokens), "num_scored": r.num_scored,
-            "total_logprob": r.total_logprob, "num_bytes": r.num_bytes, "num_words": r.num_words,
-            "nll": r.nll, "perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte,
-            "token_ids": r.token_ids.tolist(), "token_starts": r.offsets[:, 0].tolist(),
-            "logprobs": [None if np.isnan(v) else float(v) for v in lp.tolist()],
-            "model": json.dumps(r.model)}
+    return {**document_row(doc_id, r), "token_ids": r.token_ids.tolist(),
+            "token_starts": r.offsets[:, 0].tolist(),
+            "logprobs": [None if np.isnan(v) else float(v) for v in r.logprobs.tolist()]}
 
 
 def error_row(doc_id: str, err: BaseException) -> dict[str, Any]:

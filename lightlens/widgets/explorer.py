@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from .colors import METRICS
-from .heatmap import heatmap_html
+from ..viz.colors import METRICS
+from ..viz.heatmap import heatmap_html
 
 SAMPLE = ("The quick brown fox jumps over the lazy dog. Researchers measure how surprised a "
           "language model is by every token of a text.")
@@ -74,14 +74,14 @@ class Explorer:
 
     def score(self) -> None:
         """Score the text box with the chosen model; errors become a message in the app."""
-        import lightlens
+        from ..models import get_model
 
         self.message.value = ""
         self.button.disabled, self.progress.value, self.progress.bar_style = True, 0, "info"
         self.button.description = "Scoring…"
         try:
             model = self._model_obj if self._model_obj is not None and not self.model.value else (self.model.value or None)
-            self.result = lightlens.score(self.text.value, model=model, top_k=self.top_k, progress=False)
+            self.result = get_model(model).score(self.text.value, top_k=self.top_k, progress=False)
             self.progress.value, self.progress.bar_style = 1, "success"
             self.render()
         except Exception as err:  # noqa: BLE001 - shown to the user, the app stays alive
@@ -134,7 +134,7 @@ class Explorer:
 
         from matplotlib.figure import Figure
 
-        from .plots import plot_entropy, plot_logprobs
+        from ..viz.plots import plot_entropy, plot_logprobs
 
         fig = Figure(figsize=(10, 4.5), layout="constrained")
         ax1, ax2 = fig.subplots(2, 1, sharex=True)

@@ -13,7 +13,7 @@ from datetime import timedelta
 def rank_and_world() -> tuple[int, int]:
     """``(rank, world_size)`` from the launcher's environment; ``(0, 1)`` when not launched.
 
-    >>> rank_and_world()                                   # doctest: +SKIP
+    >>> rank_and_world() if "WORLD_SIZE" not in os.environ else (0, 1)
     (0, 1)
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -23,17 +23,20 @@ def rank_and_world() -> tuple[int, int]:
     return rank, world
 
 
-def local_device() -> str | None:
-    """``cuda:LOCAL_RANK`` when launched with GPUs, else None (the default device).
+def local_device(requested: str | None = None) -> str | None:
+    """This rank's device: ``cuda:LOCAL_RANK`` when launched with GPUs and no device or a bare
+    ``"cuda"`` was asked for; else ``requested`` as it is (None: the default device).
 
-    >>> local_device()                                     # doctest: +SKIP
-    'cuda:3'
+    >>> local_device("cpu"), local_device("cuda:1")
+    ('cpu', 'cuda:1')
     """
+    if requested not in (None, "cuda") or "LOCAL_RANK" not in os.environ:
+        return requested
     import torch
 
-    if "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+    if torch.cuda.is_available():
         return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
-    return None
+    return requested
 
 
 def barrier() -> None:

@@ -4,84 +4,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from .corpus import Aggregate
-from .documents import read_documents
+from ..text.documents import read_documents
+from ..results.corpus_result import CorpusResult
 from .journal import Journal, error_row, result_row
-
-
-@dataclass(eq=False)
-class CorpusScores(Aggregate):
-    """What :func:`score_corpus` wrote: one row per document (``table``) and the aggregate.
-
-    >>> c = lightlens.score_corpus(texts, out="scores.parquet")   # doctest: +SKIP
-    >>> c.perplexity, c.bits_per_byte, len(c.failed)                # doctest: +SKIP
-    """
-
-    path: Path
-    table: Any  # pandas DataFrame, one row per document
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> "CorpusScores":
-        """Load a finished run's file.
-
-        >>> CorpusScores.read("scores.parquet").perplexity  # doctest: +SKIP
-        """
-        import pandas as pd
-
-        return cls(Path(path), pd.read_parquet(path))
-
-    def _ok(self):
-        return self.table[self.table["error"].isna()]
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self._ok()["num_scored"].sum())
-
-    @property
-    def total_nll(self) -> float:
-        return -float(self._ok()["total_logprob"].sum())
-
-    @property
-    def num_bytes(self) -> int:
-        return int(self._ok().loc[self._ok()["num_scored"] > 0, "num_bytes"].sum())
-
-    @property
-    def num_words(self) -> int:
-        return int(self._ok().loc[self._ok()["num_scored"] > 0, "num_words"].sum())
-
-    @property
-    def failed(self):
-        """The documents that could not be scored, with their errors."""
-        return self.table.loc[self.table["error"].notna(), ["id", "error"]]
-
-    def to_pandas(self):
-        """One row per document: id, tokens, nll, perplexity, bits per byte, error.
-
-        >>> c.to_pandas().sort_values("perplexity").tail()   # doctest: +SKIP
-        """
-        return self.table[["id", "num_tokens", "num_scored", "nll", "perplexity", "bits_per_byte", "error"]]
-
-    def summary(self) -> dict[str, Any]:
-        """The aggregate as a JSON-ready dict.
-
-        >>> c.summary()["perplexity"]                        # doctest: +SKIP
-        """
-        models = self._ok()["model"].dropna()
-        return {"perplexity": self.perplexity, "nll": self.nll, "bits_per_byte": self.bits_per_byte,
-                "word_perplexity": self.word_perplexity, "num_tokens": self.num_tokens,
-                "num_documents": len(self.table), "num_failed": len(self.failed), "path": str(self.path),
-                "model": json.loads(models.iloc[0]) if len(models) else {}}
-
-    def __repr__(self) -> str:
-        return (f"CorpusScores({str(self.path)!r}, documents={len(self.table)}, failed={len(self.failed)}, "
-                f"tokens={self.num_tokens}, perplexity={self.perplexity:.4f}, "
-                f"bits_per_byte={self.bits_per_byte:.4f})")
 
 
 def score_corpus(
@@ -98,7 +28,8 @@ def score_corpus(
     text_field: str = "text",
     id_field: str = "id",
     progress: bool | None = True,
-) -> CorpusScores:
+    overwrite: bool = False,
+) -> CorpusResult:
     """Score every document of ``source`` into ``out`` (Parquet, one row per document); resumable.
 
     ``source``: a list of texts (or dicts), a ``.jsonl`` file (``text`` and optional ``id`` per
@@ -112,9 +43,9 @@ def score_corpus(
     >>> c = lightlens.score_corpus("corpus.jsonl", out="scores.parquet")   # doctest: +SKIP
     >>> c.perplexity, c.failed                                             # doctest: +SKIP
     """
+    from ..models import get_model
+    from ..remote import RemoteModel, is_remote
     from . import distributed
-    from .api import get_model
-    from .remote import RemoteModel, is_remote
 
     docs = read_documents(source, text_field=text_field, id_field=id_field)
     journal = Journal(out)
@@ -137,7 +68,7 @@ def score_corpus(
     if world > 1:
         distributed.barrier()
         distributed.shutdown()
-    return CorpusScores.read(journal.out) if rank != 0 else CorpusScores(journal.out, table.to_pandas())
+    return CorpusResult.load(journal.out) if rank != 0 else CorpusResult(table.to_pandas(), path=journal.out)
 
 
 def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, progress) -> None:
@@ -165,7 +96,7 @@ def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, pr
 def _results(lm, texts: list, options: dict, per_batch: int):
     """``(index, result or error)`` for every text: a server's as they arrive, a local model's
     batch by batch (a batch that fails is retried one text at a time to find the culprit)."""
-    from .remote import RemoteModel
+    from ..remote import RemoteModel
 
     opts = {k: v for k, v in options.items() if v is not None or k == "top_k"}
     if isinstance(lm, RemoteModel):
@@ -189,4 +120,4 @@ def _one(lm, text, opts):
         return err
 
 
-__all__ = ["CorpusScores", "score_corpus"]
+__all__ = ["score_corpus"]

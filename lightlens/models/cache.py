@@ -4,10 +4,16 @@
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, so two first uses may both do the work (still safely)
+    fcntl = None
 
 
 def cache_dir() -> Path:
@@ -46,3 +52,26 @@ def _sha256(path: str, size: int, mtime_ns: int, chunk: int) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(target: str | Path):
+    """Hold an exclusive lock on ``<target>.lock`` while the block runs (other processes wait).
+
+    Lets one process create ``target`` while the others wait, then find it done. The lock
+    file stays; the lock is released when the block ends or the process dies.
+
+    >>> with file_lock(tmp / "model"):
+    ...     (tmp / "model").mkdir()
+    >>> sorted(p.name for p in tmp.iterdir())
+    ['model', 'model.lock']
+    """
+    lock = Path(f"{target}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX)
+            except OSError:  # a filesystem without locks: go on unlocked
+                pass
+        yield

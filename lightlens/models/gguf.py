@@ -1,7 +1,8 @@
 """GGUF files: dequantised once by transformers, then cached as a safetensors folder.
 
 The cache key is the GGUF's sha256, so a changed file is converted again and an unchanged
-one loads in a fraction of a second instead of being dequantised on every start.
+one loads in a fraction of a second instead of being dequantised on every start. Processes
+that start on the same GGUF at once convert it once: the others wait on a file lock.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .paths import cache_dir, sha256_file
+from .cache import cache_dir, file_lock, sha256_file
 
 
 def require_gguf_support() -> None:
@@ -27,7 +28,7 @@ def require_gguf_support() -> None:
 def converted_dir(gguf_path: str | Path) -> Path:
     """The folder of a GGUF's dequantised copy (HF layout: config, safetensors, tokenizer).
 
-    Converts on first use.
+    Converts on first use; a process that finds another converting waits for it.
 
     >>> converted_dir("SmolLM2-135M-Instruct.Q4_1.gguf")  # doctest: +SKIP
     PosixPath('/root/.cache/lightlens/converted/b179c9523d0e6a0f')
@@ -37,7 +38,9 @@ def converted_dir(gguf_path: str | Path) -> Path:
         raise FileNotFoundError(f"no GGUF file at {gguf_path}: check the path")
     out = cache_dir() / "converted" / sha256_file(gguf_path)[:16]
     if not (out / "config.json").exists():
-        _convert(gguf_path, out)
+        with file_lock(out):
+            if not (out / "config.json").exists():  # not converted while we waited
+                _convert(gguf_path, out)
     return out
 
 
@@ -59,6 +62,10 @@ def _convert(gguf_path: Path, out: Path) -> None:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out)  # atomic: a half-written conversion is never found
+        try:
+            os.replace(tmp, out)  # atomic: a half-written conversion is never found
+        except OSError:  # without file locks another process may have got there first
+            if not (out / "config.json").exists():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,9 @@ import triton.language as tl
 
 KEY_MIN = -(2**63)
 KEY_MAX = 2**63 - 1
+MAX_TOP_K = 64
+# the output pointers every kernel takes, as Triton signature types (for ahead-of-time compiles)
+OUTPUT_SIGNATURE = {"logprob_ptr": "*fp32", "lse_ptr": "*fp32", "ent_ptr": "*fp32", "rank_ptr": "*i64", "keys_ptr": "*i64"}
 
 
 def interpreting() -> bool:
@@ -130,3 +133,21 @@ def empty_outputs(t: int, k: int, device):
     return (torch.empty(t, **f), torch.empty(t, **f), torch.empty(t, **f),
             torch.empty(t, dtype=torch.int64, device=device),
             torch.empty((t, k), dtype=torch.int64, device=device))
+
+
+def check_targets(targets: torch.Tensor, t: int, v: int, ignore_index: int) -> torch.Tensor:
+    """Targets as a contiguous int64 [T] vector, each in [0, V) or the ignore index."""
+    if targets.shape != (t,):
+        raise ValueError(f"targets must have shape ({t},), got {tuple(targets.shape)}")
+    targets = targets.to(torch.int64).contiguous()
+    bad = (targets != ignore_index) & ((targets < 0) | (targets >= v))
+    if bool(bad.any()):
+        raise ValueError(f"targets must lie in [0, {v}) or equal ignore_index={ignore_index}")
+    return targets
+
+
+def check_top_k(top_k: int, v: int) -> int:
+    """top_k clipped to V, within what the kernels support."""
+    if not 0 <= top_k <= MAX_TOP_K:
+        raise ValueError(f"top_k must be in [0, {MAX_TOP_K}], got {top_k}")
+    return min(top_k, v)

@@ -1,4 +1,4 @@
-"""Benchmarks anyone can run: ``python -m lightlens.bench cpu``, ``... kernels`` and ``... client``.
+"""End to end on CPU, lightlens against a hand-written loop: ``python -m benchmarks cpu``.
 
 ``cpu``: perplexity of the first N WikiText-2 tokens with the default model, lightlens
 against a hand-written Hugging Face loop (``model(ids, labels=...)``) doing the same forward
@@ -7,7 +7,6 @@ the two is printed (time and peak resident memory above the loaded model).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -19,14 +18,15 @@ from pathlib import Path
 
 from .memory import PeakRSS
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2-raw-v1-test.txt"
+ROOT = Path(__file__).resolve().parents[1]  # the repository: benchmarks/ is not installed
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "wikitext-2-raw-v1-test.txt"
 
 
 def _worker(kind: str, data: str, tokens: int, max_length: int, stride: int) -> dict:
     import torch
 
     import lightlens
-    from lightlens.corpus import truncate_tokens
+    from lightlens.text.tokens import truncate_tokens
 
     lm = lightlens.load(device="cpu")
     text = truncate_tokens(lm.tokenizer, Path(data).read_text(encoding="utf-8")[: tokens * 8], tokens)
@@ -36,7 +36,7 @@ def _worker(kind: str, data: str, tokens: int, max_length: int, stride: int) -> 
         t0 = time.perf_counter()
         if kind == "lightlens":
             c = lightlens.perplexity([text], model=lm, max_length=max_length, stride=stride, progress=False)
-            ppl, n = c.perplexity, c.num_tokens
+            ppl, n = c.perplexity, c.num_scored
         else:
             ppl, n = _hf_loop(lm.model, ids, max_length, stride)
         seconds = time.perf_counter() - t0
@@ -70,9 +70,8 @@ def run_cpu(data: str, tokens: int, max_length: int, stride: int) -> dict:
     """Both sides in fresh processes; returns their measurements and the ratios."""
     sides = {}
     for kind in ("hf_loop", "lightlens"):
-        cmd = [sys.executable, "-m", "lightlens.bench", "_worker", kind, data, str(tokens),
-               str(max_length), str(stride)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        cmd = [sys.executable, "-m", "benchmarks.cpu", kind, data, str(tokens), str(max_length), str(stride)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
         sides[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     ours, base = sides["lightlens"], sides["hf_loop"]
     import torch
@@ -91,7 +90,7 @@ def run_cpu(data: str, tokens: int, max_length: int, stride: int) -> dict:
     }
 
 
-def _print_cpu(r: dict) -> None:
+def print_table(r: dict) -> None:
     print(f"{r['date']}  {r['machine']}  {r['versions']}")
     print(f"setup: {r['setup']}")
     print(f"{'':>10} {'seconds':>9} {'ppl':>9} {'scored':>7} {'peak RSS MB':>12} {'extra MB':>9}")
@@ -102,45 +101,6 @@ def _print_cpu(r: dict) -> None:
           f"peak memory {r['peak_memory_ratio']:.3f}x")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lightlens.bench cpu [--tokens N --max-length L --stride S --out FILE]``."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_worker"]:
-        kind, data, tokens, max_length, stride = argv[1:6]
-        print(json.dumps(_worker(kind, data, int(tokens), int(max_length), int(stride))))
-        return 0
-    p = argparse.ArgumentParser(prog="python -m lightlens.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["cpu", "kernels", "client"],
-                   help="cpu: end to end vs an HF loop; kernels: token statistics ops (see bench_kernels); "
-                        "client: remote-backend documents/s against an instant local server (see bench_client)")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="text file (default: WikiText-2 test in ../shared)")
-    p.add_argument("--tokens", type=int, default=16384)
-    p.add_argument("--max-length", type=int, default=2048)
-    p.add_argument("--stride", type=int, default=2048)
-    p.add_argument("--kind", default="vllm", help="client: the server format (default vllm)")
-    p.add_argument("--docs", type=int, default=2000, help="client: documents to send (default 2000)")
-    p.add_argument("--concurrency", type=int, default=32, help="client: requests in flight (default 32)")
-    p.add_argument("--out", help="also write the measurements as JSON here")
-    args = p.parse_args(argv)
-    if args.what == "kernels":
-        from . import bench_kernels
-
-        r = bench_kernels.run()
-        bench_kernels.print_table(r)
-    elif args.what == "client":
-        from . import bench_client
-
-        r = bench_client.run(kind=args.kind, docs=args.docs, concurrency=args.concurrency)
-        bench_client.print_table(r)
-    else:
-        r = run_cpu(args.data, args.tokens, args.max_length, args.stride)
-        _print_cpu(r)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(r, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # one side, in a fresh process: python -m benchmarks.cpu KIND DATA TOKENS LENGTH STRIDE
+    kind, data, tokens, max_length, stride = sys.argv[1:6]
+    print(json.dumps(_worker(kind, data, int(tokens), int(max_length), int(stride))))

@@ -15,12 +15,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import NoScoredTokensWarning
+from ..errors import NoScoredTokensWarning
+from ..kernels import token_stats
 from .head import last_hidden
-from .result import ScoreResult
-from .stats import check_method, stats_from_hidden, stats_from_logits
-from .tokenize import Encoding, encode
-from .windows import Window, check_window, plan_windows
+from ..results.score_result import ScoreResult
+from ..text.tokens import Encoding, encode
+from ..text.windows import Window, check_window, plan_windows
+
+
+METHODS = ("auto", "fused", "logits")
+
+
+def check_method(method: str) -> str:
+    """Validate the ``method`` option: "fused" computes the statistics from the last hidden
+    state and the LM head (the [T, V] logits never exist), "logits" from the model's logits,
+    "auto" takes the fused path whenever the model's head was verified (:mod:`.head`)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
 
 
 class _Doc:
@@ -91,7 +103,7 @@ def score_texts(
 
     A batch holds at most ``batch_size`` windows and ``batch_tokens`` padded tokens (default
     2,048 on CPU, where bigger batches only cost memory, and 32,768 on GPU). ``method``:
-    ``"auto"``, ``"fused"`` (from hidden states) or ``"logits"``; see :mod:`lightlens.stats`.
+    ``"auto"``, ``"fused"`` (from hidden states) or ``"logits"``; see :func:`check_method`.
 
     >>> [r.perplexity for r in score_texts(lm, ["a b c", "d e f"])]   # doctest: +SKIP
     """
@@ -176,7 +188,7 @@ def forward_stats(lm, ids, mask, rows_b, rows_t, targets, top_k: int, method: st
     if head is not None:
         hidden = last_hidden(lm.model, ids, mask)  # on the last GPU when spread by device_map
         picked = hidden[rows_b.to(hidden.device), rows_t.to(hidden.device)].to(head.weight.device)
-        return stats_from_hidden(head, picked, targets.to(head.weight.device), top_k)
+        return head.stats(picked, targets.to(head.weight.device), top_k)
     logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     rows_b, rows_t, targets = (t.to(logits.device) for t in (rows_b, rows_t, targets))
-    return stats_from_logits(logits[rows_b, rows_t], targets, top_k)
+    return token_stats(logits[rows_b, rows_t], targets, top_k)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from .tokens import ServerTokens
+from ..remote.tokens import ServerTokens
 
 FAULTS = ("slow", "500", "429", "drop", "truncated", "malformed", "wrong_length", "other_prompt",
           "no_max_tokens_0")

@@ -1,4 +1,4 @@
-"""Client throughput against a server that answers instantly: ``python -m lightlens.bench client``.
+"""Client throughput against a server that answers instantly: ``python -m benchmarks client``.
 
 The mock server (in its own process, so the client's time is its own) answers each request
 in the chosen server format at once; lightlens sends ``docs`` documents with ``concurrency``
@@ -17,10 +17,13 @@ import sys
 import tempfile
 import time
 from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository: benchmarks/ is not installed
 
 
 def _serve(kind: str) -> None:
-    from .remote.mock_server import MockServer, word_scorer
+    from lightlens.testing import MockServer, word_scorer
 
     server = MockServer(kind, word_scorer).start()
     print(server.url, flush=True)
@@ -38,7 +41,7 @@ def run(*, kind: str = "vllm", docs: int = 2000, concurrency: int = 32) -> dict:
     import lightlens
     from lightlens.remote import RemoteModel
 
-    server = subprocess.Popen([sys.executable, "-m", "lightlens.bench_client", "_serve", kind],
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.client", "_serve", kind], cwd=ROOT,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()
@@ -62,7 +65,7 @@ def run(*, kind: str = "vllm", docs: int = 2000, concurrency: int = 32) -> dict:
         "server_kind": kind, "docs": docs, "concurrency": concurrency, "tokens": tokens,
         "score_each_docs_per_s": docs / loop_s, "score_corpus_docs_per_s": docs / corpus_s,
         "client_cpu_ms_per_doc": 1000 * loop_cpu / docs, "tokens_per_s": tokens / loop_s,
-        "command": f"python -m lightlens.bench client --kind {kind} --docs {docs} --concurrency {concurrency}",
+        "command": f"python -m benchmarks client --kind {kind} --docs {docs} --concurrency {concurrency}",
     }
 
 

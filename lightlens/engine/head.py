@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .kernels import head_logits
+from ..kernels import TokenStats, fused_token_stats, head_logits
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class Head:
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Float32 logits of hidden states [N, D] (for checks; scoring never calls this on all rows)."""
         return head_logits(hidden, self.weight, self.bias, self.logit_scale, self.softcap)
+
+    def stats(self, hidden: torch.Tensor, targets: torch.Tensor, top_k: int) -> TokenStats:
+        """Token statistics of ``self.logits(hidden)`` [N, V] without materialising them."""
+        return fused_token_stats(hidden, self.weight, targets, top_k, bias=self.bias,
+                                 logit_scale=self.logit_scale, softcap=self.softcap)
 
 
 def read_head(model) -> Head | None:

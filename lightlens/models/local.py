@@ -5,7 +5,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from .head import Head, find_head
+from ..engine.head import Head, find_head
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog, 1 2 3."
 
@@ -81,8 +81,8 @@ class LanguageModel:
 
         >>> lm.score("The cat sat.", top_k=3).top_k_tokens[1]   # doctest: +SKIP
         """
-        from .scoring import score_texts
-        from .tokenize import check_text
+        from ..engine.scoring import score_texts
+        from ..text.tokens import check_text
 
         if isinstance(text, str):
             return score_texts(self, [text], **options)[0]
@@ -95,9 +95,9 @@ class LanguageModel:
 
         >>> lm.perplexity(["one text", "another"]).perplexity  # doctest: +SKIP
         """
-        from .corpus import perplexity
+        from .perplexity import corpus_perplexity
 
-        return perplexity(texts_or_path, model=self, **options)
+        return corpus_perplexity(self, texts_or_path, **options)
 
     def __repr__(self) -> str:
         return (

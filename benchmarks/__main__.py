@@ -1,0 +1,47 @@
+"""Benchmarks anyone can run from the repository: ``python -m benchmarks cpu|kernels|client``.
+
+cpu: end to end against a hand-written loop (:mod:`benchmarks.cpu`); kernels: the token
+statistics ops (:mod:`benchmarks.kernels`); client: remote-backend documents/s against an
+instant local server (:mod:`benchmarks.client`). Every figure goes into RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run one benchmark, print it (and write JSON with ``--out``)."""
+    from . import client, cpu, kernels
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["cpu", "kernels", "client"])
+    p.add_argument("--data", default=str(cpu.DEFAULT_DATA), help="text file (default: WikiText-2 test in ../shared)")
+    p.add_argument("--tokens", type=int, default=16384)
+    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument("--stride", type=int, default=2048)
+    p.add_argument("--kind", default="vllm", help="client: the server format (default vllm)")
+    p.add_argument("--docs", type=int, default=2000, help="client: documents to send (default 2000)")
+    p.add_argument("--concurrency", type=int, default=32, help="client: requests in flight (default 32)")
+    p.add_argument("--out", help="also write the measurements as JSON here")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.what == "kernels":
+        r = kernels.run()
+        kernels.print_table(r)
+    elif args.what == "client":
+        r = client.run(kind=args.kind, docs=args.docs, concurrency=args.concurrency)
+        client.print_table(r)
+    else:
+        r = cpu.run_cpu(args.data, args.tokens, args.max_length, args.stride)
+        cpu.print_table(r)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(r, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

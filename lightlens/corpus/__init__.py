@@ -1,0 +1,1 @@
+"""Corpus runs: resumable Parquet parts (journal), data-parallel ranks, and `score_corpus`."""

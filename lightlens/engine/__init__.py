@@ -1,0 +1,1 @@
+"""The scoring engine: windows → padded batches → model forward → token statistics → results."""

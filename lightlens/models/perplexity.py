@@ -1,0 +1,34 @@
+"""Corpus perplexity with any scorer: every document scored once, aggregated as one corpus."""
+from __future__ import annotations
+
+from ..results.corpus_result import CorpusResult
+from ..text.documents import read_documents
+from ..text.tokens import truncate_tokens
+
+
+def corpus_perplexity(scorer, source, *, max_length: int | None = None, stride: int | None = None,
+                      bos: bool | None = None, batch_size: int = 8, progress: bool | None = True,
+                      max_tokens: int | None = None) -> CorpusResult:
+    """Score every document of ``source`` (anything :func:`read_documents` reads) with
+    ``scorer`` (a local or remote model) and return their :class:`CorpusResult`.
+
+    >>> c = corpus_perplexity(tiny, ["The cat sat.", "The dog ran."], progress=False)
+    >>> c.num_documents, c.table["id"].tolist()
+    (2, ['0', '1'])
+    """
+    docs = read_documents(source)
+    ids, texts = [i for i, _ in docs], [t for _, t in docs]
+    if max_tokens is not None:
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+        tokenizer = getattr(scorer, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("max_tokens needs the model's tokenizer: give the server's ?tokenizer=PATH")
+        texts = [truncate_tokens(tokenizer, t, max_tokens) for t in texts]
+    options = {"top_k": 0, "progress": progress}
+    for name, value, default in (("max_length", max_length, None), ("stride", stride, None),
+                                 ("bos", bos, None), ("batch_size", batch_size, 8)):
+        if value != default:
+            options[name] = value
+    results = scorer.score(texts, **options)
+    return CorpusResult.from_results(results, ids)

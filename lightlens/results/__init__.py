@@ -1,0 +1,5 @@
+"""Results: per-token scores of a text and per-document scores of a corpus (numpy and pandas, no torch)."""
+from .corpus_result import CorpusResult, CorpusScores, document_row
+from .score_result import ScoreResult
+
+__all__ = ["CorpusResult", "CorpusScores", "ScoreResult", "document_row"]

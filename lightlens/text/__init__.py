@@ -1,0 +1,1 @@
+"""Text in: corpora → (id, text) documents → token ids with character spans → sliding windows."""

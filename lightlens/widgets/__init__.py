@@ -1,0 +1,1 @@
+"""Interactive widgets (ipywidgets) on top of the views: the explorer."""
