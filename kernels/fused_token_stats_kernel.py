@@ -111,9 +111,10 @@ def fused_token_stats_triton(
 ) -> TokenStats:
     """Token statistics of ``head(hidden)`` without materialising the [T, V] logits.
 
-    >>> s = fused_token_stats_triton(h, model.lm_head.weight, targets, top_k=5)   # doctest: +SKIP
-    >>> s.entropy.shape                                                    # doctest: +SKIP
-    torch.Size([T])
+    >>> h, w = torch.randn(3, 8), torch.randn(50, 8)   # on CUDA, or CPU with TRITON_INTERPRET=1
+    >>> s = fused_token_stats_triton(h, w, torch.tensor([1, 2, 3]), top_k=5)
+    >>> s.entropy.shape, s.top_k_ids.shape
+    (torch.Size([3]), torch.Size([3, 5]))
     """
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError(f"need hidden [T, D] and weight [V, D], got {tuple(hidden.shape)} and {tuple(weight.shape)}")

@@ -66,9 +66,10 @@ def token_stats_triton(
 ) -> TokenStats:
     """Token statistics of logits [T, V] in one pass (Triton; CUDA, or CPU when interpreting).
 
-    >>> s = token_stats_triton(logits.cuda(), targets.cuda(), top_k=5)   # doctest: +SKIP
-    >>> s.logprob.shape, s.top_k_ids.shape                        # doctest: +SKIP
-    (torch.Size([T]), torch.Size([T, 5]))
+    >>> logits = torch.randn(4, 100)   # on CUDA, or CPU with TRITON_INTERPRET=1
+    >>> s = token_stats_triton(logits, torch.tensor([0, 1, 2, -100]), top_k=5)
+    >>> s.logprob.shape, s.top_k_ids.shape, s.rank[3].item()
+    (torch.Size([4]), torch.Size([4, 5]), 0)
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be [T, V], got shape {tuple(logits.shape)}")

@@ -1,8 +1,8 @@
 """lightlens: how surprised was a causal language model by each token of a text?
 
->>> r = lightlens.score("The cat sat on the mat.", model=tiny)
->>> r.tokens[:3]
-['The', ' cat', ' sat']
+>>> r = lightlens.score("Hello world! Hello again, world.", model=tiny)
+>>> r.tokens[:3], r.perplexity > 1
+(['Hello', ' world', '!'], True)
 
 Importing lightlens does not import torch: results load and print without it. The entry
 points live in :mod:`lightlens.api`; this module only re-exports them.

@@ -53,9 +53,9 @@ def score(
             "logits".
 
     Example:
-        >>> r = lightlens.score("The cat sat on the mat.", model=tiny, top_k=3)
+        >>> r = lightlens.score("Hello world! Hello again, world.", model=tiny, top_k=3)
         >>> r.tokens[:3], r.num_scored == len(r) - 1
-        (['The', ' cat', ' sat'], True)
+        (['Hello', ' world', '!'], True)
         >>> bool(r.perplexity > 1), r.top_k_ids.shape == (len(r), 3)
         (True, True)
     """
@@ -229,9 +229,9 @@ def explore(text: str | None = None, *, model=None, top_k: int = 10) -> "Explore
         top_k: alternatives to show for the chosen token.
 
     Example:
-        >>> app = lightlens.explore("The cat sat on the mat.", model=tiny)
-        >>> app.result.tokens[:2]
-        ['The', ' cat']
+        >>> app = lightlens.explore("Hello world", model=tiny)
+        >>> app.result.tokens
+        ['Hello', ' world']
     """
     from .widgets.explorer import Explorer
 

@@ -3,7 +3,7 @@
 The names the examples use are defined once here: ``tiny`` (a loaded 2-layer GPT-2 with a
 byte-level tokenizer), ``tiny_dir`` (its folder), ``tiny_llama`` (a 2-layer Llama: another
 tokenizer, for comparisons), ``result`` (a ScoreResult of ``TEXT`` under ``tiny``, top-3),
-``tmp`` (an empty folder per module), ``lightlens``, ``np`` and ``torch``. Examples that need
+``tmp`` (an empty folder per module), ``server`` (a running vLLM-format ``MockServer``), ``lightlens``, ``np`` and ``torch``. Examples that need
 what CI lacks (a GPU, the network) are the only ones marked ``+SKIP``.
 """
 from __future__ import annotations
@@ -17,12 +17,20 @@ from test_layers import modules
 
 import lightlens
 
-TEXT = "The quick brown fox jumps over the lazy dog."
-MODULES = sorted(modules())
+TEXT = "Hello world! Hello again, world."
+MODULES = sorted(m for m in modules() if not m.endswith("__main__"))  # __main__ runs the CLI
 
 
 @pytest.fixture(scope="module")
-def namespace(gpt2_dir, tiny_gpt2, tiny_llama):
+def server():
+    from lightlens.testing import MockServer, word_scorer
+
+    with MockServer("vllm", word_scorer) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def namespace(gpt2_dir, tiny_gpt2, tiny_llama, server):
     import numpy as np
     import torch
 
@@ -30,7 +38,8 @@ def namespace(gpt2_dir, tiny_gpt2, tiny_llama):
     from lightlens.remote.http import HttpPool
 
     return {"pool": HttpPool(["http://127.0.0.1:9"]), "RemoteModel": RemoteModel, "lightlens": lightlens, "np": np, "torch": torch, "tiny": tiny_gpt2, "tiny_dir": gpt2_dir,
-            "tiny_llama": tiny_llama, "result": tiny_gpt2.score(TEXT, top_k=3), "TEXT": TEXT}
+            "tiny_llama": tiny_llama, "result": tiny_gpt2.score(TEXT, top_k=3), "TEXT": TEXT,
+            "server": server}
 
 
 @pytest.mark.parametrize("name", MODULES)

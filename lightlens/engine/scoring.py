@@ -105,7 +105,9 @@ def score_texts(
     2,048 on CPU, where bigger batches only cost memory, and 32,768 on GPU). ``method``:
     ``"auto"``, ``"fused"`` (from hidden states) or ``"logits"``; see :func:`check_method`.
 
-    >>> [r.perplexity for r in score_texts(lm, ["a b c", "d e f"])]   # doctest: +SKIP
+    >>> rs = score_texts(tiny, ["Hello world", "Hello again, world."], top_k=2)
+    >>> [len(r) for r in rs], rs[0].top_k_ids.shape
+    ([2, 5], (2, 2))
     """
     if isinstance(texts, str) or not len(texts):
         raise ValueError("give a non-empty list of texts (or one str to lightlens.score)")

@@ -1,7 +1,10 @@
 """Scores from models served elsewhere: LightLLM, vLLM, OpenAI-compatible servers and TGI.
 
->>> lightlens.score("The cat sat.", model="vllm+http://127.0.0.1:8000")    # doctest: +SKIP
->>> m = lightlens.remote.RemoteModel("tgi", ["http://gpu1:8080", "http://gpu2:8080"])  # doctest: +SKIP
+>>> lightlens.score("The cat sat.", model=f"vllm+{server.url}").tokens   # server: a MockServer
+['The', ' cat', ' sat.']
+>>> m = lightlens.remote.RemoteModel("tgi", ["http://gpu1:8080", "http://gpu2:8080"])
+>>> m.pool.urls
+['http://gpu1:8080', 'http://gpu2:8080']
 """
 from .backend import RemoteModel, connect, is_remote
 from .formats import FORMATS

@@ -29,8 +29,9 @@ class RemoteModel:
     time, each timing out after ``timeout`` s and retried up to ``retries`` times (waits of
     ``backoff``·2ⁿ s, or the server's Retry-After, never more than ``max_wait`` s).
 
-    >>> m = RemoteModel("vllm", "http://127.0.0.1:8000", model_name="gpt2")   # doctest: +SKIP
-    >>> m.score("The cat sat on the mat.", top_k=5).perplexity              # doctest: +SKIP
+    >>> m = RemoteModel("vllm", server.url, model_name="mock")   # server: a lightlens.testing.MockServer
+    >>> m.score("The cat sat on the mat.", top_k=5).num_scored
+    5
     """
 
     def __init__(self, kind: str, urls: str | Sequence[str], *, model_name: str | None = None,
@@ -84,7 +85,9 @@ class RemoteModel:
     def score_one(self, text: str, *, top_k: int = 5) -> ScoreResult:
         """One text, one request.
 
-        >>> m.score_one("Hello world", top_k=3).tokens     # doctest: +SKIP
+        >>> m = RemoteModel("vllm", server.url)
+        >>> m.score_one("Hello world", top_k=3).tokens
+        ['Hello', ' world']
         """
         from ..text.tokens import check_text
 
@@ -101,7 +104,9 @@ class RemoteModel:
                    progress: bool | None = None) -> Iterator[tuple[int, ScoreResult | Exception]]:
         """``(index, result or the error)`` for each text, as requests finish, concurrently.
 
-        >>> for i, r in m.score_each(texts): ...           # doctest: +SKIP
+        >>> m = RemoteModel("vllm", server.url)
+        >>> sorted(i for i, r in m.score_each(["a b", "c d e"]))
+        [0, 1]
         """
         with tqdm(total=len(texts), unit="doc", desc="scoring", disable=not (progress or False)) as bar:
             for i, r in self.pool.map(lambda t: self.score_one(t, top_k=top_k), texts,
@@ -117,7 +122,9 @@ class RemoteModel:
         Windows, BOS and batching are the server's business: ``max_length``, ``stride``,
         ``bos``, ``batch_size`` and ``method`` are refused rather than silently ignored.
 
-        >>> m.score(["a text", "another"], top_k=0)        # doctest: +SKIP
+        >>> m = RemoteModel("vllm", server.url)
+        >>> [len(r) for r in m.score(["a text", "another one here"], top_k=0)]
+        [2, 3]
         """
         if max_length is not None or stride is not None or bos is not None:
             raise ValueError(

@@ -70,7 +70,9 @@ class Format:
     def fetch(self, pool, text: str, top_k: int, model_name: str | None) -> ServerTokens:
         """Ask ``pool`` and parse the answer.
 
-        >>> FORMATS["vllm"].fetch(pool, "Hello world", 5, "gpt2").logprobs   # doctest: +SKIP
+        >>> from lightlens.remote.http import HttpPool
+        >>> len(FORMATS["vllm"].fetch(HttpPool([server.url]), "Hello world", 5, "mock").logprobs)
+        2
         """
         path, payload = self.request(text, top_k, model_name)
         return self.parse(pool.post(path, payload), text)

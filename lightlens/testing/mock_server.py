@@ -6,8 +6,9 @@ serves the tests (and the client benchmark), and can misbehave on request: slow 
 500s, 429s with Retry-After, dropped connections, truncated or malformed JSON, a logprob
 list of the wrong length, an answer for another prompt.
 
->>> with MockServer("vllm", scorer) as server:             # doctest: +SKIP
-...     lightlens.score("Hi there", model=f"vllm+{server.url}")
+>>> with MockServer("vllm", word_scorer) as server:
+...     lightlens.score("Hi there", model=f"vllm+{server.url}").tokens
+['Hi', ' there']
 """
 from __future__ import annotations
 
@@ -91,8 +92,10 @@ class MockServer:
     ``requests`` records what arrived (body, headers); ``max_in_flight`` the most requests
     handled at once.
 
-    >>> with MockServer("tgi", word_scorer, faults=["500"]) as server:   # doctest: +SKIP
-    ...     RemoteModel("tgi", server.url).score("Hello there")           # retried once
+    >>> with MockServer("tgi", word_scorer, faults=["500"]) as server:
+    ...     r = RemoteModel("tgi", server.url, backoff=0.01).score("Hello there")   # retried once
+    ...     len(server.requests)
+    2
     """
 
     def __init__(self, kind: str, scorer: Callable[[str], ServerTokens], *, faults=(), always: str | None = None,
@@ -216,7 +219,10 @@ def scorer_from_model(lm, *, top_k: int = 5, pieces: str = "text") -> Callable[[
     detokenizer), ``"decode"`` decodes each token alone (TGI: byte pieces become U+FFFD),
     ``"raw"`` the vocabulary strings (``Ġthe``; some servers' echo ``tokens``).
 
-    >>> MockServer("vllm", scorer_from_model(lightlens.load("gpt2"), top_k=5))   # doctest: +SKIP
+    >>> with MockServer("vllm", scorer_from_model(tiny, top_k=5)) as server:
+    ...     r = lightlens.score("Hello world", model=f"vllm+{server.url}")
+    >>> bool(abs(r.logprobs[1] - tiny.score("Hello world").logprobs[1]) < 1e-5)
+    True
     """
 
     def scorer(text: str) -> ServerTokens:

@@ -41,8 +41,8 @@ class Encoding:
 def adds_bos(tokenizer) -> bool:
     """Whether the tokenizer prepends its BOS token by itself when encoding a text.
 
-    >>> adds_bos(gpt2_tokenizer)                           # doctest: +SKIP
-    False
+    >>> adds_bos(tiny.tokenizer), adds_bos(tiny_llama.tokenizer)   # GPT-2 style, Llama style
+    (False, True)
     """
     bos = tokenizer.bos_token_id
     if bos is None:
@@ -84,9 +84,11 @@ def partition_offsets(spans, n_chars: int) -> np.ndarray:
 def encode(tokenizer, text: str, *, bos: bool | None = None) -> Encoding:
     """Tokenize ``text`` with character offsets and the BOS policy applied.
 
-    >>> enc = encode(tokenizer, "Hello world")             # doctest: +SKIP
-    >>> enc.tokens                                         # doctest: +SKIP
-    ['Hello', ' world']
+    >>> enc = encode(tiny.tokenizer, "Hello world")
+    >>> enc.tokens, enc.bos
+    (['Hello', ' world'], False)
+    >>> encode(tiny_llama.tokenizer, "Hello world").bos     # BOS prepended: the first token is scored
+    True
     """
     check_text(text)
     out = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

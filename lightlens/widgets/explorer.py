@@ -23,8 +23,9 @@ CMAPS = ("default", "RdYlGn", "viridis", "magma", "coolwarm", "Greys")
 class Explorer:
     """The widget app; ``display(Explorer())`` or just leave it last in a cell.
 
-    >>> app = lightlens.explore("Some text", model="path/to/model")   # doctest: +SKIP
-    >>> app.result.perplexity                                       # doctest: +SKIP
+    >>> app = Explorer("Hello world", model=tiny)
+    >>> app.result.tokens, "perplexity" in app.summary.value
+    (['Hello', ' world'], True)
     """
 
     def __init__(self, text: str | None = None, model=None, *, top_k: int = 10):
@@ -149,6 +150,7 @@ class Explorer:
 def explore(text: str | None = None, model=None, *, top_k: int = 10) -> Explorer:
     """Open the explorer app (scores ``text`` right away when given).
 
-    >>> lightlens.explore("The cat sat on the mat.")       # doctest: +SKIP
+    >>> explore("Hello world", model=tiny).result.num_scored
+    1
     """
     return Explorer(text, model, top_k=top_k)
