@@ -119,21 +119,66 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+LATE_RANK = """
+import os, sys, time
+from pathlib import Path
+
+parts = Path(sys.argv[1])
+if os.environ["RANK"] == "1":  # start only once rank 0 has begun the job or written a part
+    deadline = time.time() + 120
+    while not ((parts / "job.json").exists() or list(parts.glob("part-*.parquet"))) and time.time() < deadline:
+        time.sleep(0.02)
+from lightlens.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(tmp_path, llama_dir):
+    """Rank 1 starts late (after rank 0 began, as after a slow model load): both still work on
+    rank 0's to-do list, and every document is scored exactly once."""
     rows = [{"id": f"d{i}", "text": t * (1 + i % 3)} for i, t in enumerate(CORPUS[:24])]
     source = write_jsonl(tmp_path / "c.jsonl", rows)
     single = lightlens.score_corpus(source, model=llama_dir, out=tmp_path / "one.parquet", progress=False)
+    (tmp_path / "late.py").write_text(LATE_RANK)
+    out = tmp_path / "two.parquet"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", "-m", "lightlens", "corpus", str(source), "--model", str(llama_dir),
-           "--out", str(tmp_path / "two.parquet"), "--json"]
+           f"--master_port={_free_port()}", str(tmp_path / "late.py"), str(Journal(out).parts),
+           "corpus", str(source), "--model", str(llama_dir), "--out", str(out), "--json"]
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "rank 0" in run.stderr and "rank 1" in run.stderr  # two workers, each with its shard
-    merged = lightlens.CorpusResult.load(tmp_path / "two.parquet")
+    merged = lightlens.CorpusResult.load(out)
     assert list(merged.table["id"]) == list(single.table["id"])
     for a, b in zip(single.table["logprobs"], merged.table["logprobs"]):
         np.testing.assert_allclose(np.array(a, float), np.array(b, float), rtol=1e-5, atol=1e-5)
     assert merged.perplexity == pytest.approx(single.perplexity, rel=1e-6)
     assert json.loads(run.stdout.strip().splitlines()[-1])["num_documents"] == len(rows)
+
+
+def test_merge_with_a_missing_document_raises_and_keeps_the_parts(tmp_path, tiny_gpt2):
+    from lightlens.corpus.journal import result_row, text_sha256
+
+    journal = Journal(tmp_path / "m.parquet")
+    r = tiny_gpt2.score(TEXTS[0])
+    journal.append([{**result_row("a", r), "text_sha256": text_sha256(TEXTS[0])}])
+    hashes = {"a": text_sha256(TEXTS[0]), "b": text_sha256(TEXTS[1])}
+    with pytest.raises(RuntimeError, match=r"1 documents have no row after the run \(ids b\)"):
+        journal.merge({"format": 1}, hashes)
+    assert list(journal.parts.glob("part-*.parquet")) and not journal.out.exists()
+    assert journal.merge({"format": 1}, {"a": hashes["a"]}).num_rows == 1
+
+
+def test_done_ids_reads_only_the_id_error_and_hash_columns(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    texts = [f"Document {i} has some words in it." for i in range(5)]
+    with MockServer("vllm", word_scorer) as server:
+        model = lightlens.remote.RemoteModel("vllm", server.url, model_name="mock", concurrency=1)
+        lightlens.score_corpus(texts, model=model, out=tmp_path / "r.parquet", progress=False)
+    asked = []
+    real = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda f, **kw: asked.append(kw.get("columns")) or real(f, **kw))
+    assert sorted(Journal(tmp_path / "r.parquet").done_ids()) == [str(i) for i in range(5)]
+    assert asked == [["id", "error", "text_sha256"]]

@@ -1,8 +1,10 @@
 """Data-parallel corpus scoring under ``torchrun`` or ``accelerate launch``.
 
 Both launchers set RANK, WORLD_SIZE and LOCAL_RANK; each rank scores its shard on its own
-GPU (``cuda:LOCAL_RANK``) and writes its own parts; rank 0 merges after a barrier. The
-process group (NCCL on GPUs, gloo on CPU) is only used for those barriers.
+GPU (``cuda:LOCAL_RANK``) and writes its own parts; rank 0 merges after a barrier. Rank 0
+alone decides what is to do (and whether the run may resume at all) and sends that to every
+rank, so a rank that starts late works on the same list. The process group (NCCL on GPUs, gloo
+on CPU) is only used for that broadcast and the barriers.
 """
 from __future__ import annotations
 
@@ -39,12 +41,9 @@ def local_device(requested: str | None = None) -> str | None:
     return requested
 
 
-def barrier() -> None:
-    """Wait for every rank (starting the process group on first use; a day's timeout, since
-    ranks can finish their shards far apart).
-
-    >>> barrier()                                          # doctest: +SKIP
-    """
+def _group():
+    """``torch.distributed``, with the process group started (on first use; a day's timeout,
+    since ranks can start and finish their shards far apart)."""
     import torch
     import torch.distributed as dist
 
@@ -53,7 +52,38 @@ def barrier() -> None:
         if backend == "nccl":
             torch.cuda.set_device(local_device())
         dist.init_process_group(backend=backend, timeout=timedelta(days=1))
-    dist.barrier()
+    return dist
+
+
+def barrier() -> None:
+    """Wait for every rank.
+
+    >>> barrier()                                          # doctest: +SKIP
+    """
+    _group().barrier()
+
+
+def from_rank0(fn):
+    """``fn()`` run on rank 0 only; its result, or the error it raised, on every rank (each
+    rank raises it). Without a launcher it is just ``fn()``.
+
+    >>> from_rank0(lambda: ["d3", "d1"]) if "WORLD_SIZE" not in os.environ else ["d3", "d1"]
+    ['d3', 'd1']
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        return fn()
+    answer = None
+    if rank == 0:
+        try:
+            answer = fn()
+        except Exception as err:  # noqa: BLE001 - every rank raises it below
+            answer = err
+    box = [answer]
+    _group().broadcast_object_list(box, src=0)
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
 
 
 def shutdown() -> None:

@@ -1,6 +1,7 @@
 """`score_corpus`: a whole corpus, in length-sorted batches, resumable, on one or many workers."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -11,7 +12,9 @@ from tqdm.auto import tqdm
 
 from ..text.documents import read_documents
 from ..results.corpus_result import CorpusResult
-from .journal import Journal, error_row, result_row
+from .journal import Journal, error_row, result_row, text_sha256
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
 def score_corpus(
@@ -37,8 +40,12 @@ def score_corpus(
     ``datasets`` Dataset. ``model``: as in :func:`lightlens.score` (a server spec too).
     Documents run longest first in batches; each finished batch is written at once, so running
     the same call again after a crash (or kill) scores only what is missing. A document that
-    fails is recorded with its error (``.failed``) and retried by the next run. Under
-    ``torchrun``/``accelerate launch`` each rank scores its share and rank 0 merges.
+    fails is recorded with its error (``.failed``) and retried by the next run. A rerun resumes
+    only the same job (:func:`job_record`, and the same text for every id already scored); any
+    other raises a ValueError naming what differs before anything is scored, unless
+    ``overwrite=True``, which then removes the other job's output and parts first. Under
+    ``torchrun``/``accelerate launch`` rank 0 decides what is to do, each rank scores its share
+    and rank 0 merges, checking that every document has its row.
 
     >>> c = lightlens.score_corpus("corpus.jsonl", out="scores.parquet")   # doctest: +SKIP
     >>> c.perplexity, c.failed                                             # doctest: +SKIP
@@ -48,39 +55,110 @@ def score_corpus(
     from . import distributed
 
     docs = read_documents(source, text_field=text_field, id_field=id_field)
+    hashes = {i: text_sha256(t) for i, t in docs}
     journal = Journal(out)
     rank, world = distributed.rank_and_world()
-    done = journal.done_ids()
-    todo = sorted((d for d in docs if d[0] not in done), key=lambda d: -len(d[1]) if isinstance(d[1], str) else 0)
-    mine = todo[rank::world]
-    if mine:
-        remote = isinstance(model, RemoteModel) or is_remote(model)
-        lm = get_model(model, device=None if remote else distributed.local_device())
-        options = {"top_k": top_k, "max_length": max_length, "stride": stride, "bos": bos}
-        if not isinstance(lm, RemoteModel):
-            options["batch_size"] = batch_size
-        per_part = docs_per_part or (8 * lm.concurrency if isinstance(lm, RemoteModel) else 64)
-        _run(lm, mine, journal, options, per_part, rank, progress)
-    if world > 1:
-        distributed.barrier()
-    if rank == 0:
-        table = journal.merge([d[0] for d in docs])
-    if world > 1:
-        distributed.barrier()
-        distributed.shutdown()
-    return CorpusResult.load(journal.out) if rank != 0 else CorpusResult(table.to_pandas(), path=journal.out)
+    options = {"top_k": top_k, "max_length": max_length, "stride": stride, "bos": bos}
+    device = None if isinstance(model, RemoteModel) or is_remote(model) else distributed.local_device()
+    lm = get_model(model, device=device) if rank == 0 else None
+
+    def plan() -> tuple[dict, list[str]]:  # on rank 0: the job, checked against what is there, and the ids to do
+        job = job_record(lm, options)
+        journal.begin(job, hashes, overwrite=overwrite)
+        done = journal.done_ids()
+        return job, [i for i, t in sorted(docs, key=_longest_first) if i not in done]
+
+    try:
+        job, todo = distributed.from_rank0(plan)
+        mine = todo[rank::world]
+        if mine:
+            lm = lm if lm is not None else get_model(model, device=device)
+            texts = dict(docs)
+            if not isinstance(lm, RemoteModel):
+                options["batch_size"] = batch_size
+            per_part = docs_per_part or (8 * lm.concurrency if isinstance(lm, RemoteModel) else 64)
+            _run(lm, [(i, texts[i], hashes[i]) for i in mine], journal, options, per_part, rank, progress)
+        if world > 1:
+            distributed.barrier()
+        distributed.from_rank0(lambda: journal.merge(job, hashes).num_rows)
+    finally:
+        if world > 1:
+            distributed.shutdown()
+    return CorpusResult.load(journal.out)
+
+
+def job_record(lm, options: dict) -> dict[str, Any]:
+    """What makes two corpus runs the same job: the model (and its weights), the tokenizer and
+    the scoring options. Stored with the output; a rerun resumes only when it is equal.
+
+    >>> job = job_record(tiny, {"top_k": 0, "max_length": None, "stride": None, "bos": None})
+    >>> job["model"]["name"] == tiny.name, job["tokenizer"]["vocab_size"] == len(tiny.tokenizer)
+    (True, True)
+    """
+    return {"format": 1, "model": model_identity(lm), "tokenizer": tokenizer_identity(getattr(lm, "tokenizer", None)),
+            "options": {k: options.get(k) for k in ("top_k", "max_length", "stride", "bos")}}
+
+
+def model_identity(lm) -> dict[str, Any]:
+    """The model as a job record names it: its info (the device aside; a server's URLs without
+    credentials) and, for a local model, a hash of its weight files (else where it came from).
+
+    >>> sorted(model_identity(tiny))
+    ['backend', 'dtype', 'name', 'revision', 'weights']
+    """
+    ident = {k: v for k, v in lm.info().items() if k != "device"}
+    source = getattr(lm, "source", None)
+    if source is not None:
+        ident["weights"] = weights_sha256(source) or source
+    return ident
+
+
+def weights_sha256(folder) -> str | None:
+    """A hash of a model folder's weight files (None when there are none, e.g. a hub id): each
+    file is hashed once per process while its size and mtime hold.
+
+    >>> len(weights_sha256(tiny_dir)), weights_sha256(tmp)
+    (16, None)
+    """
+    from ..models.cache import sha256_file
+
+    path = Path(folder)
+    files = sorted(p for p in path.glob("*") if p.suffix in WEIGHT_SUFFIXES) if path.is_dir() else []
+    if not files:
+        return None
+    lines = "".join(f"{p.name} {sha256_file(p)}\n" for p in files)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def tokenizer_identity(tokenizer) -> dict[str, Any] | None:
+    """The tokenizer as a job record names it: its vocabulary's size and hash (None: no tokenizer).
+
+    >>> tokenizer_identity(tiny.tokenizer)["vocab_size"] == len(tiny.tokenizer)
+    True
+    """
+    if tokenizer is None:
+        return None
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest()[:16]
+    return {"vocab_size": len(vocab), "vocab_sha256": digest}
+
+
+def _longest_first(doc) -> int:
+    return -len(doc[1]) if isinstance(doc[1], str) else 0
 
 
 def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, progress) -> None:
-    """Score ``docs``, writing a part every ``per_part`` finished documents (or 30 s)."""
+    """Score ``docs`` (``(id, text, text_sha256)``), writing a part every ``per_part`` finished
+    documents (or 30 s)."""
     tokens, t0, last = 0, time.perf_counter(), time.perf_counter()
     rows: list[dict] = []
     desc = "scoring" if os.environ.get("WORLD_SIZE", "1") == "1" else f"rank {rank}"
     with tqdm(total=len(docs), unit="doc", desc=desc, disable=not progress, smoothing=0.1) as bar:
         try:
-            for i, r in _results(lm, [t for _, t in docs], options, per_part):
+            for n, r in _results(lm, [t for _, t, _ in docs], options, per_part):
                 failed = isinstance(r, Exception)
-                rows.append(error_row(docs[i][0], r) if failed else result_row(docs[i][0], r))
+                doc_id, _, sha = docs[n]
+                rows.append({**(error_row(doc_id, r) if failed else result_row(doc_id, r)), "text_sha256": sha})
                 tokens += 0 if failed else len(r.tokens)
                 bar.update(1)
                 if len(rows) >= per_part or time.perf_counter() - last > 30:

@@ -76,7 +76,9 @@ class CorpusResult(Totals):
     def load(cls, path: str | os.PathLike) -> "CorpusResult":
         """Read the Parquet file a :func:`lightlens.score_corpus` run wrote.
 
-        >>> CorpusResult.load(tmp / "scores.parquet").num_documents
+        >>> _ = lightlens.score_corpus(["Hello world", "Hello again"], model=tiny, out=tmp / "s.parquet",
+        ...                            progress=False)
+        >>> CorpusResult.load(tmp / "s.parquet").num_documents
         2
         """
         import pandas as pd
