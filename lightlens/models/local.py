@@ -16,7 +16,6 @@ class LanguageModel:
     >>> lm = lightlens.load(tiny_dir)
     >>> lm.score("Hello world").tokens
     ['Hello', ' world']
-    ['Hello', ' world']
     """
 
     def __init__(self, model, tokenizer, *, name: str, source: str = "", revision: str | None = None):
