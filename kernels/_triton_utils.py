@@ -19,8 +19,6 @@ import torch
 import triton
 import triton.language as tl
 
-KEY_MIN = -(2**63)
-KEY_MAX = 2**63 - 1
 MAX_TOP_K = 64
 # the output pointers every kernel takes, as Triton signature types (for ahead-of-time compiles)
 OUTPUT_SIGNATURE = {"logprob_ptr": "*fp32", "lse_ptr": "*fp32", "ent_ptr": "*fp32", "rank_ptr": "*i64", "keys_ptr": "*i64"}

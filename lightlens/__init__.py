@@ -14,7 +14,7 @@ from .results import CorpusResult, CorpusScores, ScoreResult
 
 
 def __getattr__(name: str):
-    if name in ("remote", "testing"):  # subpackages without importing them (and tqdm) at import time
+    if name in ("remote", "testing"):  # subpackages, imported when first asked for
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

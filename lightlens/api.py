@@ -65,15 +65,8 @@ def score(
     from .models.scorer import get_model
 
     lm = get_model(model, device=device, dtype=dtype)
-    options = {}
-    if batch_size is not None:
-        options["batch_size"] = batch_size
-    if method != "auto":
-        options["method"] = method
     return lm.score(text, top_k=top_k, max_length=max_length, stride=stride, bos=bos,
-                    progress=progress, **options)
-
-
+                    batch_size=batch_size, progress=progress, method=method)
 
 
 def perplexity(
@@ -83,9 +76,11 @@ def perplexity(
     max_length: int | None = None,
     stride: int | None = None,
     bos: bool | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: bool | None = True,
     max_tokens: int | None = None,
+    text_field: str = "text",
+    id_field: str = "id",
 ) -> "CorpusResult":
     """Perplexity of a corpus, every token scored once: ``exp(total nll / total scored tokens)``.
 
@@ -97,9 +92,11 @@ def perplexity(
         max_length: window length (default: the model's context).
         stride: how far the window moves (default: half the window).
         bos: as in :func:`score`.
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (default 8; not with a server).
         progress: show a progress bar.
         max_tokens: keep only each document's first that many tokens (quick, comparable runs).
+        text_field: the field or column holding the text (JSONL, dicts, DataFrames, datasets).
+        id_field: the field or column holding the document id (default: the position).
 
     Returns:
         A :class:`CorpusResult` holding every document's :class:`ScoreResult` (``documents``).
@@ -113,9 +110,8 @@ def perplexity(
     from .models.perplexity import corpus_perplexity
 
     return corpus_perplexity(get_model(model), source, max_length=max_length, stride=stride, bos=bos,
-                             batch_size=batch_size, progress=progress, max_tokens=max_tokens)
-
-
+                             batch_size=batch_size, progress=progress, max_tokens=max_tokens,
+                             text_field=text_field, id_field=id_field)
 
 
 def compare(a: "ScoreResult", b: "ScoreResult", *, metric: str = "surprisal") -> "Comparison":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 EPILOG = """examples:
   lightlens score "The cat sat on the mat."
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="the corpus file")
     p.add_argument("--max-tokens", type=int, help="score only each document's first N tokens")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
+    p.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
     _add_model_options(p)
 
     c = sub.add_parser("corpus", help="score every document into a Parquet file, resumably (also under torchrun)",
@@ -112,11 +113,21 @@ def _score(args) -> int:
     return 0
 
 
+def _model(args):
+    """The model the options name; under torchrun ``--device cuda`` means this rank's own GPU.
+    A server spec stays a spec (device and dtype are the server's business)."""
+    from .corpus.distributed import local_device
+    from .models.scorer import get_model
+
+    if not (args.device or args.dtype):
+        return args.model
+    return get_model(args.model, device=local_device(args.device), dtype=args.dtype)
+
+
 def _perplexity(args) -> int:
     import lightlens
 
-    lm = lightlens.load(args.model, device=args.device, dtype=args.dtype)
-    c = lightlens.perplexity(args.file, model=lm, max_length=args.max_length, stride=args.stride,
+    c = lightlens.perplexity(Path(args.file), model=_model(args), max_length=args.max_length, stride=args.stride,
                              batch_size=args.batch_size, max_tokens=args.max_tokens, progress=True)
     s = c.to_dict()
     if args.json:
@@ -131,12 +142,9 @@ def _perplexity(args) -> int:
 
 def _corpus(args) -> int:
     import lightlens
-    from .corpus.distributed import local_device, rank_and_world
+    from .corpus.distributed import rank_and_world
 
-    model = args.model
-    if args.device or args.dtype:  # under torchrun, --device cuda means this rank's own GPU
-        model = lightlens.load(args.model, device=local_device(args.device), dtype=args.dtype)
-    c = lightlens.score_corpus(args.source, model=model, out=args.out, top_k=args.top_k,
+    c = lightlens.score_corpus(Path(args.source), model=_model(args), out=args.out, top_k=args.top_k,
                                max_length=args.max_length, stride=args.stride, batch_size=args.batch_size,
                                text_field=args.text_field, id_field=args.id_field, overwrite=args.overwrite)
     if rank_and_world()[0] != 0:

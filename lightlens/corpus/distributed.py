@@ -64,8 +64,9 @@ def barrier() -> None:
 
 
 def from_rank0(fn):
-    """``fn()`` run on rank 0 only; its result, or the error it raised, on every rank (each
-    rank raises it). Without a launcher it is just ``fn()``.
+    """``fn()`` run on rank 0 only; its result on every rank. If it raises, rank 0 raises the
+    error itself and every other rank a RuntimeError with its text (an error object may not
+    pickle, and no rank may be left waiting). Without a launcher it is just ``fn()``.
 
     >>> from_rank0(lambda: ["d3", "d1"]) if "WORLD_SIZE" not in os.environ else ["d3", "d1"]
     ['d3', 'd1']
@@ -73,17 +74,20 @@ def from_rank0(fn):
     rank, world = rank_and_world()
     if world == 1:
         return fn()
-    answer = None
+    box: list = [None]
+    error = None
     if rank == 0:
         try:
-            answer = fn()
+            box = [("ok", fn())]
         except Exception as err:  # noqa: BLE001 - every rank raises it below
-            answer = err
-    box = [answer]
+            error, box = err, [("error", f"{type(err).__name__}: {err}")]
     _group().broadcast_object_list(box, src=0)
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+    status, value = box[0]
+    if error is not None:
+        raise error
+    if status == "error":
+        raise RuntimeError(f"rank 0 failed: {value}")
+    return value
 
 
 def shutdown() -> None:

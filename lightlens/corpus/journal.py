@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results.corpus_result import document_row
+from ..results.corpus_result import COLUMNS, document_row
 
 PART_GLOB = "part-*.parquet"
 JOB_KEY = b"lightlens.job"  # the Parquet schema metadata key of the job record
@@ -30,7 +30,8 @@ START_OVER = "To start over, pass overwrite=True (CLI: --overwrite), or write to
 
 
 def schema():
-    """The Parquet schema of one document's row.
+    """The Parquet schema of one document's row: every corpus table's columns, then the
+    per-token arrays and the text hash.
 
     >>> schema().names[:3], schema().names[-1]
     (['id', 'error', 'num_tokens'], 'text_sha256')
@@ -38,11 +39,9 @@ def schema():
     import pyarrow as pa
 
     return pa.schema([
-        ("id", pa.string()), ("error", pa.string()), ("num_tokens", pa.int64()), ("num_scored", pa.int64()),
-        ("total_logprob", pa.float64()), ("num_bytes", pa.int64()), ("num_words", pa.int64()),
-        ("nll", pa.float64()), ("perplexity", pa.float64()), ("bits_per_byte", pa.float64()),
+        *((name, getattr(pa, kind)()) for name, kind in COLUMNS.items()),
         ("token_ids", pa.list_(pa.int64())), ("token_starts", pa.list_(pa.int64())),
-        ("logprobs", pa.list_(pa.float32())), ("model", pa.string()), ("text_sha256", pa.string()),
+        ("logprobs", pa.list_(pa.float32())), ("text_sha256", pa.string()),
     ])
 
 

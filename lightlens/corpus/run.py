@@ -74,9 +74,13 @@ def score_corpus(
     rank, world = distributed.rank_and_world()
     options = {"top_k": top_k, "max_length": max_length, "stride": stride, "bos": bos}
     device = None if isinstance(model, RemoteModel) or is_remote(model) else distributed.local_device()
-    lm = get_model(model, device=device) if rank == 0 else None
+    lm = None
 
     def plan() -> tuple[dict, list[str]]:  # on rank 0: the job, checked against what is there, and the ids to do
+        nonlocal lm
+        lm = get_model(model, device=device)
+        if isinstance(lm, RemoteModel):
+            lm.check_options(max_length=max_length, stride=stride, bos=bos)
         job = job_record(lm, options)
         journal.begin(job, hashes, overwrite=overwrite)
         done = journal.done_ids()
@@ -191,9 +195,7 @@ def _results(lm, texts: list, options: dict, per_batch: int):
     from ..remote import RemoteModel
 
     opts = {k: v for k, v in options.items() if v is not None or k == "top_k"}
-    if isinstance(lm, RemoteModel):
-        if set(opts) - {"top_k"}:
-            raise ValueError("max_length, stride and bos are not available with a server")
+    if isinstance(lm, RemoteModel):  # its options were checked before the job began
         yield from lm.score_each(texts, top_k=options["top_k"])
         return
     for start in range(0, len(texts), per_batch):

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 try:
@@ -73,6 +74,6 @@ def file_lock(target: str | Path):
         if fcntl is not None:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX)
-            except OSError:  # a filesystem without locks: go on unlocked
-                pass
+            except OSError as err:  # a filesystem without locks: go on unlocked, but say so
+                warnings.warn(f"could not lock {lock} ({err}): processes starting at once may race", stacklevel=3)
         yield

@@ -40,6 +40,7 @@ def converted_dir(gguf_path: str | Path) -> Path:
     if not (out / "config.json").exists():
         with file_lock(out):
             if not (out / "config.json").exists():  # not converted while we waited
+                shutil.rmtree(out, ignore_errors=True)  # what an older, killed conversion left
                 _convert(gguf_path, out)
     return out
 

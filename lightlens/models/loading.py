@@ -116,10 +116,11 @@ def resolve_default() -> tuple[str | Path, str]:
     Never falls back to another model (two processes could then score with different ones):
     if the GGUF cannot be fetched or converted, the error says what was tried and how to fix it.
 
+    >>> saved = os.environ.get("LIGHTLENS_MODEL")
     >>> os.environ["LIGHTLENS_MODEL"] = str(tiny_dir)
     >>> resolve_default()[1] == tiny_dir.name
     True
-    >>> del os.environ["LIGHTLENS_MODEL"]
+    >>> _ = os.environ.pop("LIGHTLENS_MODEL") if saved is None else os.environ.update(LIGHTLENS_MODEL=saved)
     """
     env = os.environ.get("LIGHTLENS_MODEL")
     if env:

@@ -74,10 +74,11 @@ class LanguageModel:
             self._decoded[i] = self.tokenizer.decode([i])
         return [self._decoded[i] for i in ids]
 
-    def score(self, text: str | Sequence[str], **options):
-        """Score one text (returns a ScoreResult) or a list (returns a list).
-
-        Options as in :func:`lightlens.score`.
+    def score(self, text: str | Sequence[str], *, top_k: int = 5, max_length: int | None = None,
+              stride: int | None = None, bos: bool | None = None, batch_size: int | None = None,
+              progress: bool | None = None, method: str = "auto"):
+        """Score one text (returns a ScoreResult) or a list (returns a list); the options mean
+        what they mean in :func:`lightlens.score`.
 
         >>> len(tiny.score("Hello world", top_k=3).top_k_tokens[1])
         3
@@ -85,21 +86,28 @@ class LanguageModel:
         from ..engine.scoring import score_texts
         from ..text.tokens import check_text
 
+        options = dict(top_k=top_k, max_length=max_length, stride=stride, bos=bos,
+                       batch_size=8 if batch_size is None else batch_size, progress=progress, method=method)
         if isinstance(text, str):
             return score_texts(self, [text], **options)[0]
         if isinstance(text, (bytes, bytearray)) or not isinstance(text, Iterable):
             check_text(text)  # raises a TypeError that says what to pass
         return score_texts(self, list(text), **options)
 
-    def perplexity(self, texts_or_path, **options):
-        """Corpus perplexity; see :func:`lightlens.perplexity`.
+    def perplexity(self, source, *, max_length: int | None = None, stride: int | None = None,
+                   bos: bool | None = None, batch_size: int | None = None, progress: bool | None = True,
+                   max_tokens: int | None = None, text_field: str = "text", id_field: str = "id"):
+        """Corpus perplexity with this model; the options mean what they mean in
+        :func:`lightlens.perplexity`.
 
         >>> tiny.perplexity(["Hello world", "Hello again"], progress=False).num_documents
         2
         """
         from .perplexity import corpus_perplexity
 
-        return corpus_perplexity(self, texts_or_path, **options)
+        return corpus_perplexity(self, source, max_length=max_length, stride=stride, bos=bos,
+                                 batch_size=batch_size, progress=progress, max_tokens=max_tokens,
+                                 text_field=text_field, id_field=id_field)
 
     def __repr__(self) -> str:
         return (

@@ -7,8 +7,8 @@ from ..text.tokens import truncate_tokens
 
 
 def corpus_perplexity(scorer, source, *, max_length: int | None = None, stride: int | None = None,
-                      bos: bool | None = None, batch_size: int = 8, progress: bool | None = True,
-                      max_tokens: int | None = None) -> CorpusResult:
+                      bos: bool | None = None, batch_size: int | None = None, progress: bool | None = True,
+                      max_tokens: int | None = None, text_field: str = "text", id_field: str = "id") -> CorpusResult:
     """Score every document of ``source`` (anything :func:`read_documents` reads) with
     ``scorer`` (a local or remote model) and return their :class:`CorpusResult`.
 
@@ -16,7 +16,7 @@ def corpus_perplexity(scorer, source, *, max_length: int | None = None, stride: 
     >>> c.num_documents, c.table["id"].tolist()
     (2, ['0', '1'])
     """
-    docs = read_documents(source)
+    docs = read_documents(source, text_field=text_field, id_field=id_field)
     ids, texts = [i for i, _ in docs], [t for _, t in docs]
     if max_tokens is not None:
         if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -25,10 +25,6 @@ def corpus_perplexity(scorer, source, *, max_length: int | None = None, stride: 
         if tokenizer is None:
             raise ValueError("max_tokens needs the model's tokenizer: give the server's ?tokenizer=PATH")
         texts = [truncate_tokens(tokenizer, t, max_tokens) for t in texts]
-    options = {"top_k": 0, "progress": progress}
-    for name, value, default in (("max_length", max_length, None), ("stride", stride, None),
-                                 ("bos", bos, None), ("batch_size", batch_size, 8)):
-        if value != default:
-            options[name] = value
-    results = scorer.score(texts, **options)
+    results = scorer.score(texts, top_k=0, max_length=max_length, stride=stride, bos=bos,
+                           batch_size=batch_size, progress=progress)
     return CorpusResult.from_results(results, ids)

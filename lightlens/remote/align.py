@@ -5,7 +5,7 @@ piece of an unfinished character is ``""``), TGI decodes each token alone (Sente
 drops the leading space; a byte piece is ``"\\ufffd"``), and some OpenAI-compatible servers
 compute ``text_offset`` from raw token strings (``Ġthe``), which is wrong for byte-level
 BPE. So spans are found here by matching the strings against the text, by the same rules
-as :func:`lightlens.tokenize.partition_offsets`: spans partition the text, a character
+as :func:`lightlens.text.tokens.partition_offsets`: spans partition the text, a character
 split over byte pieces belongs to the piece that completes it, a leading special token
 (BOS) covers nothing. A string that cannot be matched is an error, never a guess.
 """

@@ -114,6 +114,25 @@ class RemoteModel:
                 bar.update(1)
                 yield i, r
 
+    @staticmethod
+    def check_options(*, max_length=None, stride=None, bos=None, batch_size=None, method="auto") -> None:
+        """Refuse what only an in-process model can do, before any request is sent.
+
+        >>> RemoteModel.check_options(max_length=512)
+        Traceback (most recent call last):
+        ValueError: max_length, stride and bos are not available with a server: ...
+        """
+        if max_length is not None or stride is not None or bos is not None:
+            raise ValueError(
+                "max_length, stride and bos are not available with a server: it scores the whole "
+                "prompt as it tokenizes it (split long texts yourself, or score them in-process)"
+            )
+        if batch_size is not None or method != "auto":
+            raise ValueError(
+                "batch_size and method are not available with a server: it batches requests itself "
+                "(use concurrency= on the RemoteModel to send more at once)"
+            )
+
     def score(self, text: str | Sequence[str], *, top_k: int = 5, max_length: int | None = None,
               stride: int | None = None, bos: bool | None = None, progress: bool | None = None,
               batch_size: int | None = None, method: str = "auto") -> ScoreResult | list[ScoreResult]:
@@ -126,16 +145,7 @@ class RemoteModel:
         >>> [len(r) for r in m.score(["a text", "another one here"], top_k=0)]
         [2, 3]
         """
-        if max_length is not None or stride is not None or bos is not None:
-            raise ValueError(
-                "max_length, stride and bos are not available with a server: it scores the whole "
-                "prompt as it tokenizes it (split long texts yourself, or score them in-process)"
-            )
-        if batch_size is not None or method != "auto":
-            raise ValueError(
-                "batch_size and method are not available with a server: it batches requests itself "
-                "(use concurrency= on the RemoteModel to send more at once)"
-            )
+        self.check_options(max_length=max_length, stride=stride, bos=bos, batch_size=batch_size, method=method)
         if isinstance(text, str):
             return self.score_one(text, top_k=top_k)
         texts = list(_check_list(text))

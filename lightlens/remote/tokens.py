@@ -2,7 +2,7 @@
 
 Each server format is parsed into :class:`ServerTokens` (one entry per token the server
 saw, BOS included); :func:`to_result` checks it against the text that was sent and builds
-the same :class:`~lightlens.result.ScoreResult` that in-process scoring gives. Servers do
+the same :class:`~lightlens.results.ScoreResult` that in-process scoring gives. Servers do
 not report entropy (NaN here); a rank they do not report is 0 unless the top-k shows it.
 """
 from __future__ import annotations

@@ -9,7 +9,6 @@ count for nothing.
 """
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -20,8 +19,10 @@ from typing import Any, Sequence
 from ..metrics import Totals
 from .score_result import ScoreResult
 
-COLUMNS = ("id", "error", "num_tokens", "num_scored", "total_logprob", "num_bytes", "num_words",
-           "nll", "perplexity", "bits_per_byte", "model")
+# every corpus table's columns (one row per document) and their Arrow types
+COLUMNS = {"id": "string", "error": "string", "num_tokens": "int64", "num_scored": "int64",
+           "total_logprob": "float64", "num_bytes": "int64", "num_words": "int64", "nll": "float64",
+           "perplexity": "float64", "bits_per_byte": "float64", "model": "string"}
 
 
 def document_row(doc_id: str, r: ScoreResult) -> dict[str, Any]:
@@ -56,6 +57,11 @@ class CorpusResult(Totals):
     documents: list[ScoreResult] | None = None  # full results, when scored in memory
     path: Path | None = None  # the Parquet file, when written by score_corpus
     window: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.table, (list, tuple)):
+            raise TypeError("CorpusResult(table) takes a per-document table: for a list of ScoreResults "
+                            "use CorpusResult.from_results(results, ids)")
 
     @classmethod
     def from_results(cls, results: Sequence[ScoreResult], ids: Sequence[str] | None = None) -> "CorpusResult":
@@ -178,15 +184,9 @@ class CorpusResult(Totals):
                 f"bits_per_byte={self.bits_per_byte:.4f})")
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-            for k, v in (("perplexity", f"{self.perplexity:.4f}"), ("bits per byte", f"{self.bits_per_byte:.4f}"),
-                         ("word perplexity", f"{self.word_perplexity:.4f}"), ("nll", f"{self.nll:.4f}"),
-                         ("scored tokens", f"{self.num_scored:,} of {self.num_tokens:,}"),
-                         ("documents", f"{self.num_documents:,} ({len(self.failed)} failed)"),
-                         ("model", str(self.model.get("name", "?"))))
-        )
-        return f"<table class='lightlens-corpus'><caption>CorpusResult</caption>{rows}</table>"
+        from ..viz.corpus import corpus_html
+
+        return corpus_html(self)
 
 
 CorpusScores = CorpusResult  # the name score_corpus's result had before one type served both

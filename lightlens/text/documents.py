@@ -3,8 +3,9 @@ a pandas Series or DataFrame, a Hugging Face ``datasets`` Dataset, or one text.
 
 The one corpus reader: :func:`lightlens.perplexity` and :func:`lightlens.score_corpus` both
 read their ``source`` here, so a source means the same thing to both. A str is a path when a
-file or folder exists there; a one-line str that looks like a path (``./``, ``/``, ``~/`` or a
-corpus suffix) but names nothing is an error; any other str is one text.
+file or folder exists there; a str that looks like a path (one word holding a ``/`` or ending
+in a corpus suffix) but names nothing is an error; any other str is one text. The command line
+always reads a path.
 """
 from __future__ import annotations
 
@@ -41,15 +42,16 @@ def read_documents(source, *, text_field: str = "text", id_field: str = "id") ->
 
 
 def looks_like_path(s: str) -> bool:
-    """Whether a str names a file or folder (or was clearly meant to).
+    """Whether a str names a file or folder, or was clearly meant to (then a missing one is an
+    error, never scored as text): one line without spaces that holds a ``/``, or a corpus suffix.
 
-    >>> looks_like_path("corpus.jsonl"), looks_like_path("The cat sat on the mat.")
-    (True, False)
+    >>> looks_like_path("corpus.jsonl"), looks_like_path("data/corpus"), looks_like_path("and/or so")
+    (True, True, False)
     """
     if os.path.exists(os.path.expanduser(s)):
         return True
-    one_line = "\n" not in s and len(s) < 1024
-    return one_line and (s.lower().endswith(PATH_SUFFIXES) or s.startswith(("./", "/", "~/")))
+    one_word = len(s) < 4096 and not any(c.isspace() for c in s)
+    return one_word and ("/" in s or os.sep in s or s.lower().endswith(PATH_SUFFIXES))
 
 
 def _read(source, text_field: str, id_field: str) -> list[Document]:

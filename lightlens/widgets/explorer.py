@@ -1,4 +1,4 @@
-"""`explore()`: an ipywidgets app to score a text and look at it from every side.
+"""The explorer (:func:`lightlens.explore`): an ipywidgets app to score a text and look at it from every side.
 
 Text box, model, metric, colour map, a threshold that outlines surprising tokens, a Score
 button with progress, the heatmap, plots, the perplexity summary and a detail panel with a
@@ -145,12 +145,3 @@ class Explorer:
         fig.savefig(buf, format="png", dpi=80)
         data = base64.b64encode(buf.getvalue()).decode()
         self.plots.value = f"<img alt='logprob and entropy plots' src='data:image/png;base64,{data}'/>"
-
-
-def explore(text: str | None = None, model=None, *, top_k: int = 10) -> Explorer:
-    """Open the explorer app (scores ``text`` right away when given).
-
-    >>> explore("Hello world", model=tiny).result.num_scored
-    1
-    """
-    return Explorer(text, model, top_k=top_k)
