@@ -119,7 +119,8 @@ def job_record(lm, options: dict) -> dict[str, Any]:
 
 def model_identity(lm) -> dict[str, Any]:
     """The model as a job record names it: its info (the device aside; a server's URLs without
-    credentials) and, for a local model, a hash of its weight files (else where it came from).
+    credentials) and, for a local model, a hash of its weight files (a hub model: the commit
+    its files came from, else its id).
 
     >>> sorted(model_identity(tiny))
     ['backend', 'dtype', 'name', 'revision', 'weights']
@@ -127,7 +128,8 @@ def model_identity(lm) -> dict[str, Any]:
     ident = {k: v for k, v in lm.info().items() if k != "device"}
     source = getattr(lm, "source", None)
     if source is not None:
-        ident["weights"] = weights_sha256(source) or source
+        commit = getattr(getattr(getattr(lm, "model", None), "config", None), "_commit_hash", None)
+        ident["weights"] = weights_sha256(source) or commit or source
     return ident
 
 
