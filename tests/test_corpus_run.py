@@ -182,3 +182,22 @@ def test_done_ids_reads_only_the_id_error_and_hash_columns(tmp_path, monkeypatch
     monkeypatch.setattr(pq, "read_table", lambda f, **kw: asked.append(kw.get("columns")) or real(f, **kw))
     assert sorted(Journal(tmp_path / "r.parquet").done_ids()) == [str(i) for i in range(5)]
     assert asked == [["id", "error", "text_sha256"]]
+
+
+@pytest.mark.slow
+def test_torchrun_rank0_refusal_reaches_every_rank(tmp_path, llama_dir):
+    """When rank 0 refuses the job (here: `out` is someone else's file), every rank stops with
+    that reason on one line and nothing waits for a barrier that never comes."""
+    import pandas as pd
+
+    source = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": TEXTS[0]}, {"id": "b", "text": TEXTS[1]}])
+    out = tmp_path / "theirs.parquet"
+    pd.DataFrame({"a": [1, 2]}).to_parquet(out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           f"--master_port={_free_port()}", "-m", "lightlens", "corpus", str(source), "--model", str(llama_dir),
+           "--out", str(out)]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode != 0
+    assert run.stderr.count("not a lightlens corpus run") >= 2, run.stderr[-3000:]  # rank 0 and rank 1
+    assert pd.read_parquet(out).columns.tolist() == ["a"]  # their file is untouched
