@@ -2,12 +2,28 @@
 
 Kept as code so the notebooks' sources are reviewed like code; the stored outputs are what
 running them really printed (nbval checks that in CI).
+
+What nbval compares must hold on every CPU. A float32 forward pass rounds differently on
+another CPU (vector width, FMA, summation order: ``ATEN_CPU_CAPABILITY=avx2
+ONEDNN_MAX_CPU_ISA=AVX2`` reproduces one), which moves each logprob by ~1e-5 and a perplexity
+by ~1e-5 relative; bfloat16 rounds every activation to 8 bits, so there the results of two CPUs
+differ by up to ~0.1 nats a token. So:
+
+- a cell whose output shows such numbers to the last digit (heatmaps, tables, comparisons) is
+  tagged ``nbval-ignore-output``: readers still see its stored output, nbval does not compare it;
+- the ``# check`` cell after it asserts what must hold: the structure of the HTML (one span
+  and one tooltip per token), the tokens, and the numbers within a tolerance (perplexity to
+  ~1e-3 relative: 100 times the float32 noise, far below what a wrong token, window or BOS
+  changes); plots are checked by structure (axes, lines, labels), never by pixels;
+- a number printed in a compared output is rounded so that its last digit is at least ten
+  times the noise away from a rounding boundary.
 """
 from pathlib import Path
 
 import nbformat as nbf
 
 HERE = Path(__file__).parent
+IGNORE = "nbval-ignore-output"  # nbval runs the cell but does not compare its output
 
 
 def md(text):
@@ -21,13 +37,19 @@ def code(text, *tags):
     return cell
 
 
+CHECKS_NOTE = """
+Cells starting with `# check` are what the test suite (nbval) asserts. Float32 results differ
+in the last digits from one CPU to another, so those cells compare numbers with a tolerance
+instead of digit by digit; the outputs above them are what this machine printed."""
+
 NOTEBOOKS = {
     "quickstart.ipynb": [
         md("""
 # lightlens quickstart
 
 Score a text with the default model (SmolLM2-135M-Instruct, offline from PyPI) and look at
-how surprised the model was by each token. Hover a token in the heatmap for its details."""),
+how surprised the model was by each token. Hover a token in the heatmap for its details.
+""" + CHECKS_NOTE),
         code("""
 import matplotlib
 matplotlib.use("module://matplotlib_inline.backend_inline")
@@ -38,29 +60,81 @@ r = lightlens.score(
     "Some say it was built by aliens from Neptune.",
     top_k=5,
 )
-r"""),
+r""", IGNORE),
+        code("""
+# check: one coloured span with a tooltip per token; perplexity to 0.02 (float32 noise: ~2e-4)
+import re
+html = r._repr_html_()
+assert r.tokens[:5] == ["The", " E", "iffel", " Tower", " is"] and (len(r), r.num_scored) == (36, 35)
+assert len(re.findall(r"<span class='ll-t[ ']", html)) == html.count("data-tip=") == len(r)
+assert html.count("top alternatives:") == r.num_scored and "<script" not in html
+assert abs(r.perplexity - 15.508) < 0.02 and abs(r.bits_per_byte - 1.144) < 0.002
+assert repr(r).startswith("ScoreResult(model='SmolLM2-135M-Instruct.Q4_1', tokens=36, scored=35, perplexity=")"""),
         md("The summary line, and the numbers behind it:"),
-        code("print(repr(r)); print(r.summary())"),
+        code("print(repr(r)); print(r.summary())", IGNORE),
+        code("""
+# check: the summary's numbers (printed to 4 decimals above) agree to the float32 noise
+numbers = dict(re.findall(r"(perplexity|nll|bits/byte) ([0-9.]+)", r.summary()))
+assert abs(float(numbers["perplexity"]) - 15.508) < 0.02 and abs(float(numbers["nll"]) - 2.7413) < 0.002
+assert abs(float(numbers["bits/byte"]) - 1.144) < 0.002 and r.summary().endswith("scored tokens 35/36")
+print(f"perplexity ≈ {r.perplexity:.1f}, bits per byte ≈ {r.bits_per_byte:.2f}")"""),
         md("Colour by other metrics: `prob`, `surprisal` (bits), `entropy`, or GLTR's `rank` buckets. "
            "`threshold` outlines tokens more surprising than that many bits."),
-        code('r.heatmap(metric="rank", threshold=10)'),
+        code('r.heatmap(metric="rank", threshold=10)', IGNORE),
+        code("""
+# check: GLTR's four rank buckets; the three tokens above 10 bits are outlined (the next is 9.8 bits)
+hm = r.heatmap(metric="rank", threshold=10).html
+assert all(f"</span>{label}" in hm for label in ("top 10", "top 100", "top 1000", "rest"))
+outlined = re.findall(r"<span class='ll-t ll-hi'[^>]*>([^<]*)</span>", hm)
+assert outlined == [" E", " aliens", " Neptune"], outlined"""),
         md("One row per token:"),
         code("""
 df = r.to_pandas()
-df[["token", "logprob", "prob", "rank", "entropy"]].round(3).head(12)"""),
+df[["token", "logprob", "prob", "rank", "entropy"]].round(3).head(12)""", IGNORE),
+        code("""
+# check: the table above, to its 3 decimals (logprobs move by ~1e-5 between CPUs; a rank only
+# where another logit is that close to the token's, so large ranks get 1%)
+import numpy as np
+assert df.token[:6].tolist() == ["The", " E", "iffel", " Tower", " is", " in"]
+np.testing.assert_allclose(df.logprob[1:12], [-9.729, -6.049, -0.075, -2.424, -5.919, -1.502, -1.258,
+                                              -3.028, -2.700, -4.684, -0.298], atol=2e-3)
+np.testing.assert_allclose(df["rank"][:12], [0, 730, 91, 1, 3, 36, 1, 2, 3, 4, 13, 1], rtol=0.01)"""),
         md("The most surprising tokens:"),
-        code('df.sort_values("logprob")[["token", "logprob", "rank", "top_k_tokens"]].head(5)'),
-        md("Plots return matplotlib Axes:"),
+        code('df.sort_values("logprob")[["token", "logprob", "rank", "top_k_tokens"]].head(5)', IGNORE),
+        code("""
+# check: the five most surprising tokens (0.1 nats or more apart) and their top alternatives (0.3 apart)
+top5 = df.sort_values("logprob").head(5)
+assert top5.token.tolist() == [" E", " aliens", " Neptune", " Some", "iffel"]
+assert list(top5.top_k_tokens.iloc[1][:2]) == [" Gust", " the"] and all(len(t) == 5 for t in top5.top_k_tokens)"""),
+        md("Plots return matplotlib Axes (the test suite checks their structure, not their pixels):"),
         code('ax = r.plot("logprob")'),
+        code("""
+# check: one line, a point per token, the tokens on the x axis
+assert len(ax.get_lines()) == 1 and len(ax.get_lines()[0].get_xdata()) == len(r)
+assert ax.get_ylabel() == "log-probability (nats)" and len(ax.get_xticklabels()) == len(r)
+assert ax.get_title().startswith("SmolLM2-135M-Instruct.Q4_1: perplexity ")"""),
         code('ax = r.plot("entropy")'),
+        code("""
+# check: the token's surprisal and the distribution's entropy, with a legend
+assert ax.get_lines()[0].get_label() == "surprisal of the token"
+assert ax.get_ylabel() == "bits" and ax.get_legend() is not None and len(ax.get_lines()) == 2"""),
         code('ax = r.plot("rank")'),
+        code("""
+# check: a bar per GLTR bucket, labelled with the counts of the 35 scored tokens
+labels = [t.get_text() for t in ax.get_xticklabels()]
+assert len(ax.patches) == 4 and labels == ["top 10", "top 100", "top 1000", "rest"]
+assert sum(int(t.get_text()) for t in ax.texts) == r.num_scored"""),
         md("Load a model once (`lightlens.load` takes a hub id, a folder or a `.gguf` file and caches it "
            "in the process) and score several texts in one padded batch:"),
         code("""
 lm = lightlens.load()
 print(lm)
-for res in lm.score(["The cat sat on the mat.", "The mat sat on the cat."]):
-    print(f"{res.perplexity:8.2f}  {res.text}")"""),
+batch = lm.score(["The cat sat on the mat.", "The mat sat on the cat."])
+for res in batch:
+    print(f"{res.perplexity:6.0f}  {res.text}")"""),
+        code("""
+# check: the same perplexities as above, within float32 noise
+assert abs(batch[0].perplexity - 210.11) < 0.3 and abs(batch[1].perplexity - 1260.3) < 1.5"""),
         md("Results save to JSON or Parquet and load without torch:"),
         code("""
 import tempfile, pathlib
@@ -76,7 +150,8 @@ back.perplexity == r.perplexity, back.tokens[:5]"""),
 WikiText-2's test text (in `../shared/data`) is far longer than the model's context, so it is
 scored with a sliding window: every token once, each with at least `max_length - stride`
 tokens of context (the Hugging Face protocol). To keep this notebook quick, it scores the
-first 4,096 tokens."""),
+first 4,096 tokens.
+""" + CHECKS_NOTE),
         code("""
 import matplotlib
 matplotlib.use("module://matplotlib_inline.backend_inline")
@@ -86,17 +161,36 @@ import lightlens
 WIKITEXT = Path("../../shared/data/wikitext-2-raw-v1-test.txt")
 text = WIKITEXT.read_text(encoding="utf-8")[:40_000]
 c = lightlens.perplexity([text], max_length=1024, stride=512, max_tokens=4096, progress=False)
-c"""),
-        code("c.summary()"),
+c""", IGNORE),
+        md("The summary line, and the same numbers as a dict (`to_dict()`, what `lightlens perplexity --json` prints):"),
+        code("print(c.summary())\nc.to_dict()", IGNORE),
+        code("""
+# check: counts exactly; perplexity to 0.02 and the others to ~1e-3 (float32 noise: ~2e-4)
+d = c.to_dict()
+assert (d["num_tokens"], d["num_scored"], d["num_documents"], d["num_failed"]) == (4096, 4095, 1, 0)
+assert abs(d["perplexity"] - 19.828) < 0.02 and abs(d["nll"] - 2.9871) < 0.002
+assert abs(d["bits_per_byte"] - 1.0267) < 0.002 and abs(d["word_perplexity"] - 37.62) < 0.05
+assert d["window"] == {"max_length": 1024, "stride": 512} and d["model"]["dtype"] == "float32"
+assert c.summary().startswith(f"perplexity {c.perplexity:.4f}  nll {c.nll:.4f}")
+print(f"perplexity {c.perplexity:.2f} over {c.num_scored} of {c.num_tokens} tokens")"""),
         md("Every token was scored once, across several windows:"),
         code("doc = c.documents[0]\ndoc.num_scored, doc.window"),
         md("Perplexity over the last 256 tokens, along the document:"),
         code('ax = doc.plot("perplexity", window=256)'),
+        code("""
+# check: the windowed curve and the whole document's perplexity as a dashed line
+assert len(ax.get_lines()) == 2 and len(ax.get_lines()[0].get_ydata()) == len(doc)
+assert ax.get_ylabel() == "perplexity (last 256 tokens)"
+assert ax.get_legend().get_texts()[0].get_text().startswith("whole text ")"""),
         md("Disjoint windows (`stride == max_length`, lm-evaluation-harness style) give a "
            "slightly higher perplexity: tokens early in a window have less context."),
         code("""
-d = lightlens.perplexity([doc.text], max_length=1024, stride=1024, progress=False)
-round(d.perplexity, 3), round(c.perplexity, 3), d.num_tokens == c.num_tokens"""),
+disjoint = lightlens.perplexity([doc.text], max_length=1024, stride=1024, progress=False)
+print(f"disjoint windows {disjoint.perplexity:.1f}, overlapping windows {c.perplexity:.1f}")
+disjoint.num_scored == c.num_scored"""),
+        code("""
+# check: every token scored in both; the disjoint windows' perplexity is higher by ~15%
+assert abs(disjoint.perplexity - 22.859) < 0.02 and disjoint.perplexity > 1.1 * c.perplexity"""),
     ],
     "explorer.ipynb": [
         md("""
@@ -104,29 +198,51 @@ round(d.perplexity, 3), round(c.perplexity, 3), d.num_tokens == c.num_tokens""")
 
 An interactive app: edit the text, pick a model, a metric and colours, set a threshold to
 outline surprising tokens, press **Score**. The detail panel shows a token's top-k
-alternatives (it starts at the most surprising token). Errors appear in the app."""),
+alternatives (it starts at the most surprising token). Errors appear in the app.
+""" + CHECKS_NOTE),
         code("""
 import lightlens
 
 app = lightlens.explore("The quick brown fox jumps over the lazy dog. Then the dog barked at the moon.")
 app"""),
         md("The app keeps its last result:"),
-        code("round(app.result.perplexity, 4), app.result.num_scored"),
+        code("""
+r = app.result
+print(f"perplexity {r.perplexity:.1f}, {r.num_scored} of {len(r)} tokens scored")"""),
+        code("""
+# check: the heatmap widget has one span per token; the detail panel opens at the most surprising token
+import numpy as np
+assert abs(r.perplexity - 35.302) < 0.05 and (r.num_scored, len(r)) == (18, 19)
+assert app.heatmap.value.count("data-tip=") == len(r) and "perplexity" in app.summary.value
+assert app.token.value == int(np.nanargmin(r.logprobs)) and "alternative" in app.detail.value
+assert app.plots.value.startswith("<img alt='logprob and entropy plots' src='data:image/png;base64,")"""),
     ],
     "compare.ipynb": [
         md("""
 # Comparing two results
 
 Two dtypes of one model (the same tokenizer, so tokens line up): the difference heatmap is
-per token. Red: the second result was more surprised; blue: the first was."""),
+per token. Red: the second result was more surprised; blue: the first was.
+""" + CHECKS_NOTE + """ Bfloat16 results differ more between CPUs (up to ~0.1 nats a token):
+whether a CPU computes in bfloat16 natively decides where activations are rounded to 8 bits."""),
         code("""
 import lightlens
 
 text = "Paris is the capital of France. Its population is about two million people."
 a = lightlens.score(text, top_k=3)
 b = lightlens.score(text, top_k=3, dtype="bfloat16")
-lightlens.compare(a, b)"""),
-        code("round(a.perplexity, 3), round(b.perplexity, 3)"),
+lightlens.compare(a, b)""", IGNORE),
+        code("""
+# check: two heatmaps and a difference per token; bfloat16 moves each logprob, but not by much
+import numpy as np
+cmp_html = lightlens.compare(a, b)._repr_html_()
+assert "token by token" in cmp_html and cmp_html.count("class='ll-card'") == 3
+assert cmp_html.count("data-tip=") == 3 * len(a) and "<script" not in cmp_html
+assert (b.model["dtype"], a.model["dtype"]) == ("bfloat16", "float32") and a.tokens == b.tokens
+assert abs(a.perplexity - 9.097) < 0.02
+delta = np.abs(b.logprobs - a.logprobs)[1:]
+assert delta.max() > 0 and delta.max() < 0.5 and abs(np.log(b.perplexity / a.perplexity)) < 0.05"""),
+        code("""print(f"float32 {a.perplexity:.2f}, bfloat16 {b.perplexity:.2f}")""", IGNORE),
         md("""
 Models with different tokenizers cannot be compared token by token; lightlens spreads each
 token's surprisal over the bytes it covers and compares characters, in bits per byte. Here
@@ -150,9 +266,18 @@ tiny.save_pretrained(folder); tokenizer.save_pretrained(folder)
 c = lightlens.score(text, model=folder)
 cmp = lightlens.compare(a, c)
 cmp.same_tokens"""),
-        code("cmp"),
+        code("cmp", IGNORE),
+        code("""
+# check: the difference is per character (one span per character of the text)
+cmp_html = cmp._repr_html_()
+assert "character by character" in cmp_html and cmp_html.count("class='ll-card'") == 3
+diff_part = cmp_html.split("<b>difference, ")[1]
+assert diff_part.count("data-tip=") == len(text) and len(cmp.difference()) == len(text)"""),
         md("Bits per byte is the comparable number across tokenizers:"),
-        code("round(a.bits_per_byte, 4), round(c.bits_per_byte, 4)"),
+        code("round(a.bits_per_byte, 2), round(c.bits_per_byte, 2)"),
+        code("""
+# check: bits per byte to 1e-3 (float32 noise: ~1e-5); the random model is far worse
+assert abs(a.bits_per_byte - 0.6371) < 0.002 and abs(c.bits_per_byte - 2.707) < 0.01"""),
     ],
     "servers.ipynb": [
         md("""
@@ -161,14 +286,25 @@ cmp.same_tokens"""),
 A model served by vLLM, LightLLM, TGI or an OpenAI-compatible server gives the same
 `ScoreResult` as one loaded here. So that this notebook runs anywhere, a local stand-in
 server answers in vLLM's JSON (each word a token, logprob −1); point `model=` at your own
-server instead: `"vllm+http://gpu1:8000"`, `"tgi+http://…"`, `"lightllm+http://…?tokenizer=…"`."""),
+server instead: `"vllm+http://gpu1:8000"`, `"tgi+http://…"`, `"lightllm+http://…?tokenizer=…"`.
+
+Every number here is exact (each logprob is −1, no matrix product involved): the tables are
+compared digit for digit on any CPU, and the `# check` cells assert the exact values behind the
+rendered views (whose HTML is checked by structure, as in the other notebooks)."""),
         code("""
 import lightlens
-from lightlens.remote.mock_server import MockServer, word_scorer
+from lightlens.testing import MockServer, word_scorer
 
 server = MockServer("vllm", word_scorer).start()
 r = lightlens.score("Servers report each prompt token's logprob.", model=f"vllm+{server.url}", top_k=2)
-r"""),
+r""", IGNORE),
+        code("""
+# check: a token per word, each logprob exactly -1, so the perplexity is e; a tooltip per token
+import math
+assert r.tokens == ["Servers", " report", " each", " prompt", " token's", " logprob."] and r.num_scored == 5
+assert (r.logprobs[1:] == -1).all() and abs(r.perplexity - math.e) < 1e-12 and r.model["name"] == "mock"
+html = r._repr_html_()
+assert html.count("data-tip=") == len(r) and html.count("logprob -1.000") == r.num_scored"""),
         md("Servers do not report entropy, and rank only where they give it (vLLM does):"),
         code("r.to_pandas()[['token', 'logprob', 'rank', 'entropy']]"),
         md("""
@@ -185,7 +321,12 @@ import tempfile, pathlib
 out = pathlib.Path(tempfile.mkdtemp()) / "scores.parquet"
 docs = [f"Document {i} is about {'many ' * i}things." for i in range(50)] + [""]
 c = lightlens.score_corpus(docs, model=pool, out=out, progress=False)
-c"""),
+c""", IGNORE),
+        code("""
+# check: 50 documents scored (the empty one failed), every logprob -1: perplexity e exactly
+assert (c.num_documents, len(c.failed), c.num_scored, c.num_tokens) == (51, 1, 1425, 1475)
+assert abs(c.perplexity - math.e) < 1e-12 and c.path == out and out.exists()
+assert "perplexity" in c._repr_html_() and repr(c).startswith(f"CorpusResult({str(out)!r}, documents=51, failed=1")"""),
         code("c.failed"),
         code("c.to_pandas().head()"),
         code("server.stop()"),
@@ -218,6 +359,10 @@ sides["seconds"].astype(float).plot.bar(ax=axs[0], color=["#9ca3af", "#2563eb"],
 sides["extra_mb"].astype(float).plot.bar(ax=axs[1], color=["#9ca3af", "#2563eb"], title="peak extra memory (MB)")
 for ax in axs: ax.tick_params(axis="x", rotation=0)
 round(cpu["time_ratio"], 3), round(cpu["peak_memory_ratio"], 3)"""),
+        code("""
+# check: the plots' structure (pixels are never compared): two bar charts, a bar per side
+assert [ax.get_title() for ax in axs] == ["time (s)", "peak extra memory (MB)"]
+assert [len(ax.patches) for ax in axs] == [len(sides), len(sides)]"""),
         md("Token-statistics ops (CPU torch paths; on a GPU the same command measures the Triton kernels):"),
         code("""
 k = pd.DataFrame(json.loads((results / "kernels-cpu.json").read_text()))
@@ -225,6 +370,10 @@ k["ms"] = k["seconds"] * 1e3
 table = k.pivot_table(index=["T", "V", "D"], columns="side", values="ms")
 ax = table.plot.bar(figsize=(8, 3), ylabel="ms", rot=0, title="token statistics, CPU")
 table.round(1)"""),
+        code("""
+# check: a bar per (shape, side), one legend entry per side
+assert ax.get_title() == "token statistics, CPU" and ax.get_ylabel() == "ms" and len(ax.patches) == table.size
+assert [t.get_text() for t in ax.get_legend().get_texts()] == list(table.columns)"""),
     ],
 }
 

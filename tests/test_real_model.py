@@ -11,7 +11,8 @@ import lightlens
 from lightlens.models.gguf import converted_dir
 
 from conftest import WIKITEXT
-from test_scoring import hf_protocol_nll, oracle
+from oracles import model_oracle
+from test_scoring import hf_protocol_nll
 
 pytestmark = pytest.mark.real_model
 
@@ -21,7 +22,7 @@ def test_logprobs_equal_float64_and_model_loss(smollm2):
     r = lightlens.score(text, model=smollm2, top_k=5)
     ids = smollm2.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert list(r.token_ids) == ids and not r.bos
-    lp, ent, rank, top_ids, _ = oracle(smollm2, ids)
+    lp, ent, rank, top_ids, _ = model_oracle(smollm2, ids)
     np.testing.assert_allclose(r.logprobs[1:], lp, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(r.entropy[1:], ent, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(r.ranks[1:], rank)

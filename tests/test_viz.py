@@ -101,7 +101,9 @@ def test_large_result_renders_fast_and_small(tiny_gpt2):
     t0 = time.perf_counter()
     html = r._repr_html_()
     elapsed = time.perf_counter() - t0
-    assert elapsed < 0.5, elapsed
+    # 100 times what it takes on two idle cores (~0.05 s), so a busy or slow machine passes: it
+    # catches a render that grows quadratically with the tokens; speed itself is for benchmarks.
+    assert elapsed < 5, elapsed
     assert len(html.encode()) < 2 * 2**20
     assert shown_text(html) == r.text
 
@@ -116,6 +118,7 @@ def test_plots_return_axes(result, tiny_gpt2):
 
 def test_windowed_perplexity_and_rank_buckets(result):
     w = windowed_perplexity(result, window=len(result))
+    # both in float64 from the same float32 logprobs (cumulative sums vs one sum): ~1e-15 apart
     assert math.isnan(w[0]) and w[-1] == pytest.approx(result.perplexity, rel=1e-9)
     counts = rank_buckets(result)
     assert sum(counts.values()) == result.num_scored
@@ -145,6 +148,7 @@ def test_comparison_same_and_different_tokenizers(result, tiny_gpt2, tiny_llama)
 
     per_char = bits_per_char(result)  # spreads each token's bits over its bytes: sums back to the total
     nbytes = np.array([len(c.encode()) for c in TEXT])
+    # the same float32 surprisals (~30, all >= 0) summed in two orders: ~log2(30) roundings of 6e-8
     assert np.nansum(per_char * nbytes) == pytest.approx(np.nansum(result.surprisal_bits), rel=1e-6)
     with pytest.raises(ValueError, match="same text"):
         lightlens.compare(result, lightlens.score("other text", model=tiny_gpt2))
