@@ -98,8 +98,8 @@ def run(shapes=None, *, k: int = 20, device: str | None = None) -> list[dict]:
             continue
         sides = {"naive": lambda: naive_stats(logits, targets, k)}
         if cuda:
-            from lightlens.kernels.fused_token_stats_kernel import fused_token_stats_triton as fused_token_stats
-            from lightlens.kernels.token_stats_kernel import token_stats_triton as token_stats
+            from lightlens.kernels.from_hidden.kernel import fused_token_stats_triton as fused_token_stats
+            from lightlens.kernels.from_logits.kernel import token_stats_triton as token_stats
 
             sides["ours_token_stats"] = lambda: token_stats(logits, targets, k)
             sides["ours_fused"] = lambda: fused_token_stats(hidden, weight, targets, k)

@@ -7,8 +7,8 @@ import torch
 
 import lightlens
 from lightlens.kernels import head_logits
-from lightlens.kernels.fused_token_stats_kernel import fused_token_stats_triton as fused_token_stats
-from lightlens.kernels.token_stats_kernel import token_stats_triton as token_stats
+from lightlens.kernels.from_hidden.kernel import fused_token_stats_triton as fused_token_stats
+from lightlens.kernels.from_logits.kernel import token_stats_triton as token_stats
 
 from oracles import f32_tol, float64_stats, model_tol
 

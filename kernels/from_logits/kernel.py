@@ -8,7 +8,7 @@
 One program scores BLOCK_T rows, walking the vocabulary in BLOCK_V tiles with an online
 max / sum-exp in float32: no [T, V] float32 copy is ever made (extra memory O(T·k)).
 Ranks count strictly larger logits (ties share the best rank). The torch reference is
-:func:`lightlens.kernels.reference.token_stats_reference`.
+:func:`.reference.token_stats_reference`.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .reference import IGNORE_INDEX, TokenStats
-from ._triton_utils import (
+from ..common import IGNORE_INDEX, TokenStats
+from .._triton_utils import (
     decode_topk,
     empty_outputs,
     finish_and_store,

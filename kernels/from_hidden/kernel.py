@@ -13,7 +13,7 @@ logits is a ``tl.dot`` over D in BLOCK_D chunks (bf16/fp16 tensor cores; full fl
 precision, not TF32, for float32 inputs), accumulated in float32, folded into the
 online statistics and dropped. Extra memory is O(T·k). The target's logit is computed
 once beforehand as a row-wise dot product; rank counts the other entries strictly above
-it. The torch reference is :func:`lightlens.kernels.reference.fused_token_stats_reference`.
+it. The torch reference is :func:`.reference.fused_token_stats_reference`.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .reference import IGNORE_INDEX, TokenStats
-from ._triton_utils import (
+from ..common import IGNORE_INDEX, TokenStats
+from .._triton_utils import (
     decode_topk,
     empty_outputs,
     finish_and_store,
