@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_TOP_K = 64
+from .common import MAX_TOP_K
+
 # the output pointers every kernel takes, as Triton signature types (for ahead-of-time compiles)
 OUTPUT_SIGNATURE = {"logprob_ptr": "*fp32", "lse_ptr": "*fp32", "ent_ptr": "*fp32", "rank_ptr": "*i64", "keys_ptr": "*i64"}
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 IGNORE_INDEX = -100
+MAX_TOP_K = 64  # the most alternatives any path keeps per token (the Triton kernels' register budget)
 CHUNK_BYTES = 32 * 2**20
 
 

@@ -5,7 +5,8 @@ Layers, bottom to top (the data flow text → tokens → windows → batches →
 result → views):
 
     0  kernels, errors, metrics, _version   the ops and the definitions everything shares
-    1  text, viz                            text → tokens → windows; views of result-like data
+    1  text, viz, options                   text → tokens → windows; views of result-like data;
+                                            option checks shared by every path
     2  results                              ScoreResult, CorpusResult (render through viz)
     3  engine, remote                       batches → model → statistics; servers' answers
     4  models, testing                      loading, the default model, get_model; mock servers
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TREES = {"lightlens": ROOT / "lightlens", "lightlens.kernels": ROOT / "kernels"}
 LAYERS = {
     "kernels": 0, "errors": 0, "metrics": 0, "_version": 0,
-    "text": 1, "viz": 1,
+    "text": 1, "viz": 1, "options": 1,
     "results": 2,
     "engine": 3, "remote": 3,
     "models": 4, "testing": 4,
