@@ -5,16 +5,16 @@ Layers, bottom to top (the data flow text → tokens → windows → batches →
 result → views):
 
     0  kernels, errors, metrics, _version   the ops and the definitions everything shares
-    1  text, viz, options                   text → tokens → windows; views of result-like data;
-                                            option checks shared by every path
-    2  results                              ScoreResult, CorpusResult (render through viz)
-    3  engine, remote                       batches → model → statistics; servers' answers
-    4  models, testing                      loading, the default model, get_model; mock servers
-    5  corpus                               resumable, data-parallel corpus runs
-    6  widgets                              the explorer app
-    7  api                                  every entry point with its full signature
-    8  lightlens (the package root)         re-exports api
-    9  cli                                  the command line (10: __main__, which runs it)
+    1  options                              option checks shared by every path
+    2  text, viz                            text → tokens → windows; views of result-like data
+    3  results                              ScoreResult, CorpusResult (render through viz)
+    4  engine, remote                       batches → model → statistics; servers' answers
+    5  models, testing                      loading, the default model, get_model; mock servers
+    6  corpus                               resumable, data-parallel corpus runs
+    7  widgets                              the explorer app
+    8  api                                  every entry point with its full signature
+    9  lightlens (the package root)         re-exports api
+    10 cli (11: __main__, which runs it)    the command line
 """
 from __future__ import annotations
 
@@ -25,16 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TREES = {"lightlens": ROOT / "lightlens", "lightlens.kernels": ROOT / "kernels"}
 LAYERS = {
     "kernels": 0, "errors": 0, "metrics": 0, "_version": 0,
-    "text": 1, "viz": 1, "options": 1,
-    "results": 2,
-    "engine": 3, "remote": 3,
-    "models": 4, "testing": 4,
-    "corpus": 5,
-    "widgets": 6,
-    "api": 7,
-    "": 8,
-    "cli": 9,
-    "__main__": 10,
+    "options": 1,
+    "text": 2, "viz": 2,
+    "results": 3,
+    "engine": 4, "remote": 4,
+    "models": 5, "testing": 5,
+    "corpus": 6,
+    "widgets": 7,
+    "api": 8,
+    "": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 
 

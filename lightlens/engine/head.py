@@ -60,8 +60,9 @@ def find_head(model, probe_ids: torch.Tensor) -> Head | None:
     mask = torch.ones_like(probe_ids)
     try:
         hidden = last_hidden(model, probe_ids, mask)[0]
-    except Exception:  # noqa: BLE001 - an unusual base model: use its logits
-        return None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, NotImplementedError):
+        return None  # a base model that does not take these inputs: score from its logits
+
     want = model(input_ids=probe_ids, attention_mask=mask, use_cache=False).logits[0].float()
     got = head.logits(hidden)
     if got.shape != want.shape:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import NoScoredTokensWarning
 from ..kernels import token_stats
+from ..options import check_bos, check_int, check_top_k, check_window_options
 from .head import last_hidden
 from ..results.score_result import ScoreResult
 from ..text.tokens import Encoding, encode
@@ -30,7 +31,7 @@ def check_method(method: str) -> str:
     """Validate the ``method`` option: "fused" computes the statistics from the last hidden
     state and the LM head (the [T, V] logits never exist), "logits" from the model's logits,
     "auto" takes the fused path whenever the model's head was verified (:mod:`.head`)."""
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     return method
 
@@ -111,10 +112,10 @@ def score_texts(
     """
     if isinstance(texts, str) or not len(texts):
         raise ValueError("give a non-empty list of texts (or one str to lightlens.score)")
-    if not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    top_k = check_top_k(top_k)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    max_length, stride = check_window_options(max_length, stride)
+    bos = check_bos(bos)
     check_method(method)
     if method == "fused" and lm.head is None:
         raise ValueError(

@@ -1,7 +1,7 @@
 """`LanguageModel`: a loaded causal LM plus its tokenizer, ready to score text."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -84,15 +84,13 @@ class LanguageModel:
         3
         """
         from ..engine.scoring import score_texts
-        from ..text.tokens import check_text
+        from ..text.tokens import check_texts
 
         options = dict(top_k=top_k, max_length=max_length, stride=stride, bos=bos,
                        batch_size=8 if batch_size is None else batch_size, progress=progress, method=method)
         if isinstance(text, str):
             return score_texts(self, [text], **options)[0]
-        if isinstance(text, (bytes, bytearray)) or not isinstance(text, Iterable):
-            check_text(text)  # raises a TypeError that says what to pass
-        return score_texts(self, list(text), **options)
+        return score_texts(self, check_texts(text), **options)
 
     def perplexity(self, source, *, max_length: int | None = None, stride: int | None = None,
                    bos: bool | None = None, batch_size: int | None = None, progress: bool | None = True,

@@ -1,6 +1,7 @@
 """Corpus perplexity with any scorer: every document scored once, aggregated as one corpus."""
 from __future__ import annotations
 
+from ..options import check_max_tokens
 from ..results.corpus_result import CorpusResult
 from ..text.documents import read_documents
 from ..text.tokens import truncate_tokens
@@ -16,11 +17,10 @@ def corpus_perplexity(scorer, source, *, max_length: int | None = None, stride: 
     >>> c.num_documents, c.table["id"].tolist()
     (2, ['0', '1'])
     """
+    max_tokens = check_max_tokens(max_tokens)  # before any work
     docs = read_documents(source, text_field=text_field, id_field=id_field)
     ids, texts = [i for i, _ in docs], [t for _, t in docs]
     if max_tokens is not None:
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
         tokenizer = getattr(scorer, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("max_tokens needs the model's tokenizer: give the server's ?tokenizer=PATH")

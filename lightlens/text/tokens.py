@@ -9,9 +9,15 @@ text token has no context and gets NaN.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
+
+from ..options import check_bos, check_max_tokens
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ def adds_bos(tokenizer) -> bool:
 
 def resolve_bos(tokenizer, bos: bool | None) -> bool:
     """Apply the BOS policy: ``None`` follows the tokenizer, ``True``/``False`` force it."""
+    bos = check_bos(bos)
     if bos is None:
         return adds_bos(tokenizer)
     if bos and tokenizer.bos_token_id is None:
@@ -103,7 +110,12 @@ def encode(tokenizer, text: str, *, bos: bool | None = None) -> Encoding:
 
 
 def check_text(text) -> None:
-    """Reject what cannot be scored with a message that says what to pass instead."""
+    """Reject what cannot be scored with a message that says what to pass instead.
+
+    >>> check_text("bad " + chr(0xD800) + " text")
+    Traceback (most recent call last):
+    ValueError: the text has a lone surrogate U+D800 at character 4, which is not Unicode text: decode its bytes with errors="replace" (or fix the source)
+    """
     if not isinstance(text, str):
         raise TypeError(
             f"expected a str (or a list of str), got {type(text).__name__}: "
@@ -111,6 +123,36 @@ def check_text(text) -> None:
         )
     if not text:
         raise ValueError("cannot score an empty text: give at least one character")
+    match = _SURROGATE.search(text)
+    if match:
+        raise ValueError(
+            f"the text has a lone surrogate U+{ord(match.group()):04X} at character {match.start()}, which is "
+            'not Unicode text: decode its bytes with errors="replace" (or fix the source)'
+        )
+
+
+def check_texts(texts) -> list[str]:
+    """A list of texts from a list, tuple, pandas Series or other iterable of str; a DataFrame or
+    a dict is refused (iterating them gives column names or keys, not texts).
+
+    >>> check_texts(("a", "b"))
+    ['a', 'b']
+    >>> check_texts({"d1": "some text"})
+    Traceback (most recent call last):
+    TypeError: score() takes a str or a list of str, not a dict (iterating it gives its keys): for documents with ids use lightlens.score_corpus(...), or pass list(d.values())
+    """
+    kind = type(texts).__name__
+    if isinstance(texts, dict) or (hasattr(texts, "columns") and hasattr(texts, "index")):
+        what = "its keys" if isinstance(texts, dict) else "its column names"
+        hint = "list(d.values())" if isinstance(texts, dict) else 'df["text"].tolist()'
+        raise TypeError(f"score() takes a str or a list of str, not a {kind} (iterating it gives {what}): "
+                        f"for documents with ids use lightlens.score_corpus(...), or pass {hint}")
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        check_text(texts)  # raises a TypeError that says what to pass
+    out = list(texts.tolist() if hasattr(texts, "tolist") else texts)
+    if not out:
+        raise ValueError("give a non-empty list of texts (or one str)")
+    return out
 
 
 def truncate_tokens(tokenizer, text: str, n: int) -> str:
@@ -120,5 +162,6 @@ def truncate_tokens(tokenizer, text: str, n: int) -> str:
     >>> len(encode(tiny.tokenizer, head, bos=False).ids)
     3
     """
+    n = check_max_tokens(n)
     enc = encode(tokenizer, text, bos=False)
     return text if len(enc.offsets) <= n else text[: enc.offsets[n - 1, 1]]
