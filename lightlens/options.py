@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import operator
 
-from .kernels.common import MAX_TOP_K
+# The most alternatives any path keeps per token. The kernels (which import only torch) hold the
+# same number for their register budget; tests/test_options.py checks that the two agree.
+MAX_TOP_K = 64
 
 
 def check_int(name: str, value, *, minimum: int, maximum: int | None = None, none: bool = False) -> int | None:

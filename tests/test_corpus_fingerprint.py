@@ -70,3 +70,16 @@ def test_the_same_job_resumes_with_overwrite_too(tmp_path, tiny_gpt2, monkeypatc
     monkeypatch.setattr(type(tiny_gpt2), "score", lambda *a, **k: pytest.fail("scored again"))
     again = run([TEXT_A], tiny_gpt2, out, overwrite=True)  # nothing to discard: resumes
     assert again.perplexity == first.perplexity
+
+
+def test_an_unrelated_parquet_with_id_and_error_columns_is_refused(tmp_path, tiny_gpt2):
+    """Its ids must not count as done (they would come back as NaN rows): no job record, not ours."""
+    from lightlens.corpus.journal import text_sha256
+
+    out = tmp_path / "scores.parquet"
+    pd.DataFrame({"id": ["0", "1"], "error": [None, None], "text_sha256": [text_sha256(TEXT_A), text_sha256(TEXT_B)],
+                  "perplexity": [1.0, 2.0]}).to_parquet(out)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="is not a lightlens corpus run.*overwrite=True"):
+        run([TEXT_A, TEXT_B], tiny_gpt2, out)
+    assert out.read_bytes() == before and not Journal(out).parts.exists()

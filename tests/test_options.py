@@ -73,3 +73,19 @@ def test_find_head_lets_out_of_memory_surface(tiny_gpt2, monkeypatch):
         head_module.find_head(tiny_gpt2.model, probe)
     monkeypatch.setattr(head_module, "last_hidden", lambda *a: (_ for _ in ()).throw(TypeError("no mask")))
     assert head_module.find_head(tiny_gpt2.model, probe) is None  # an unusual base model: logits path
+
+
+def test_the_top_k_limit_is_the_kernels_limit():
+    from lightlens import options
+    from lightlens.kernels import common
+
+    assert options.MAX_TOP_K == common.MAX_TOP_K
+
+
+def test_importing_lightlens_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, lightlens; lightlens.ScoreResult; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

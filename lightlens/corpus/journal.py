@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,28 @@ class Journal:
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out).expanduser()
         if self.out.suffix != ".parquet":
-            raise ValueError(f"out must be a .parquet file name, got {self.out.name!r}")
+            raise ValueError(f"out must be a .parquet file name (e.g. scores.parquet), got {self.out.name!r}")
         self.parts = self.out.with_name(self.out.name + ".parts")
         self.job_file = self.parts / "job.json"
+
+    def check_destination(self) -> None:
+        """Raise an OSError saying what to do unless ``out`` and its parts can be written: ``out``
+        is not a folder and the nearest existing folder above it takes new files.
+
+        >>> Journal(tmp / "new" / "s.parquet").check_destination()
+        >>> (tmp / "d.parquet").mkdir(); Journal(tmp / "d.parquet").check_destination()
+        Traceback (most recent call last):
+        IsADirectoryError: out ... is a folder: give a .parquet file name, e.g. .../d.parquet/scores.parquet
+        """
+        if self.out.is_dir():
+            raise IsADirectoryError(f"out {self.out} is a folder: give a .parquet file name, "
+                                    f"e.g. {self.out / 'scores.parquet'}")
+        if self.parts.exists() and not self.parts.is_dir():
+            raise NotADirectoryError(f"{self.parts} is a file where the parts folder goes: "
+                                     "move it away or choose another out path")
+        if self.parts.is_dir():
+            _check_writable(self.parts)
+        _check_writable(next(p for p in self.out.absolute().parents if p.exists()))
 
     def _files(self) -> list[Path]:
         """``out`` (if there) and then the parts, oldest first."""
@@ -247,11 +267,27 @@ class Journal:
         return merged
 
 
+def _check_writable(folder: Path) -> None:
+    """Raise an OSError unless ``folder`` is a folder that takes new files (tried, not guessed)."""
+    if not folder.is_dir():
+        raise NotADirectoryError(f"cannot write there: {folder} is a file, not a folder; choose another out path")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise PermissionError(f"cannot write in {folder} ({err.strerror or err}): "
+                              "choose another out path, or make the folder writable") from None
+
+
 def _write_atomically(path: Path, write) -> Path:
-    """``write(tmp)`` then rename ``tmp`` to ``path``, so ``path`` is whole or absent."""
+    """``write(tmp)`` then rename ``tmp`` to ``path``, so ``path`` is whole or absent (and no
+    ``tmp`` is left behind when either step fails)."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

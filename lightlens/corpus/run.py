@@ -10,7 +10,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..options import check_bos, check_int, check_top_k, check_window_options
 from ..text.documents import read_documents
+from ..text.tokens import check_text
+from ..text.windows import check_window
 from ..results.corpus_result import CorpusResult
 from .journal import Journal, error_row, result_row, text_sha256
 
@@ -39,6 +42,8 @@ def score_corpus(
     call after a crash (or kill) scores only what is missing. A rerun must be the same job (same
     model, options and texts); a different one raises an error unless ``overwrite=True``. A
     document that fails is recorded with its error (``.failed``) and retried by the next run.
+    The options and ``out`` are checked before any work; when the first documents all fail with
+    the same error (a dead server, a broken model) the run stops with that error instead.
     Under ``torchrun``/``accelerate launch`` each rank scores its share and rank 0 merges.
 
     Args:
@@ -68,11 +73,14 @@ def score_corpus(
     from ..remote import RemoteModel, is_remote
     from . import distributed
 
+    options = check_options(top_k=top_k, max_length=max_length, stride=stride, bos=bos)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    docs_per_part = check_int("docs_per_part", docs_per_part, minimum=1, none=True)
+    journal = Journal(out)
+    journal.check_destination()
     docs = read_documents(source, text_field=text_field, id_field=id_field)
     hashes = {i: text_sha256(t) for i, t in docs}
-    journal = Journal(out)
     rank, world = distributed.rank_and_world()
-    options = {"top_k": top_k, "max_length": max_length, "stride": stride, "bos": bos}
     device = None if isinstance(model, RemoteModel) or is_remote(model) else distributed.local_device()
     lm = None
 
@@ -103,6 +111,21 @@ def score_corpus(
         if world > 1:
             distributed.shutdown()
     return CorpusResult.load(journal.out)
+
+
+def check_options(*, top_k, max_length, stride, bos) -> dict[str, Any]:
+    """The scoring options of a corpus job, checked (the same checks as every other path).
+
+    >>> check_options(top_k=0, max_length=16, stride=8, bos=None)
+    {'top_k': 0, 'max_length': 16, 'stride': 8, 'bos': None}
+    >>> check_options(top_k=0, max_length=1, stride=None, bos=None)
+    Traceback (most recent call last):
+    ValueError: max_length must be an int >= 2, got 1
+    """
+    max_length, stride = check_window_options(max_length, stride)
+    if max_length is not None and stride is not None:
+        check_window(max_length, stride)
+    return {"top_k": check_top_k(top_k), "max_length": max_length, "stride": stride, "bos": check_bos(bos)}
 
 
 def job_record(lm, options: dict) -> dict[str, Any]:
@@ -175,7 +198,7 @@ def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, pr
     desc = "scoring" if os.environ.get("WORLD_SIZE", "1") == "1" else f"rank {rank}"
     with tqdm(total=len(docs), unit="doc", desc=desc, disable=not progress, smoothing=0.1) as bar:
         try:
-            for n, r in _results(lm, [t for _, t, _ in docs], options, per_part):
+            for n, r in _outcomes(lm, [t for _, t, _ in docs], options, per_part):
                 failed = isinstance(r, Exception)
                 doc_id, _, sha = docs[n]
                 rows.append({**(error_row(doc_id, r) if failed else result_row(doc_id, r)), "text_sha256": sha})
@@ -185,15 +208,68 @@ def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, pr
                     journal.append(rows, rank=rank)
                     rows, last = [], time.perf_counter()
                     bar.set_postfix_str(f"{tokens / max(last - t0, 1e-9):,.0f} tok/s", refresh=False)
-        finally:  # also on Ctrl-C: what finished is kept
+        finally:  # also on Ctrl-C or a failure of the whole run: what finished is kept
             if rows:
                 journal.append(rows, rank=rank)
         bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s")
 
 
+def document_error(text) -> Exception | None:
+    """Why ``text`` cannot be a document's text (None: it can), recorded as that document's error.
+
+    >>> document_error("fine"), document_error(["x y", "z w"])
+    (None, TypeError("a document's text must be a str, got list: join its pieces into one string"))
+    """
+    if not isinstance(text, str):
+        return TypeError(f"a document's text must be a str, got {type(text).__name__}: join its pieces into one string")
+    try:
+        check_text(text)
+    except (TypeError, ValueError) as err:
+        return err
+    return None
+
+
+def _outcomes(lm, texts: list, options: dict, per_batch: int):
+    """``(index, result or error)`` for every text: one that cannot be a document's fails at once,
+    the others are scored; the run stops if the first scored ones all fail alike."""
+    from ..remote import RemoteModel
+
+    bad = {n: err for n, t in enumerate(texts) if (err := document_error(t)) is not None}
+    yield from bad.items()
+    good = [n for n in range(len(texts)) if n not in bad]
+    first = max(2, lm.concurrency) if isinstance(lm, RemoteModel) else 2  # a server: its first round of requests
+    results = _results(lm, [texts[n] for n in good], options, per_batch)
+    for m, r in stop_if_systemic(results, min(first, len(good))):
+        yield good[m], r
+
+
+def stop_if_systemic(outcomes, first: int):
+    """``outcomes`` (``(index, result or error)``) as they come, unless the ``first`` of them all
+    failed with the same error (type and message): most likely no document's fault (a dead
+    server, a broken model), so it is raised as a RuntimeError, none of them recorded.
+
+    >>> list(stop_if_systemic(iter([(0, "ok"), (1, ValueError("bad"))]), 2))
+    [(0, 'ok'), (1, ValueError('bad'))]
+    >>> try:
+    ...     list(stop_if_systemic(iter([(0, OSError("refused")), (1, OSError("refused"))]), 2))
+    ... except RuntimeError as err:
+    ...     print(err)
+    stopped: the first 2 documents all failed with the same error, ... OSError: refused. Fix that and run again ...
+    """
+    head = [o for _, o in zip(range(first), outcomes)]
+    if head and all(isinstance(r, Exception) for _, r in head) and len({(type(r), str(r)) for _, r in head}) == 1:
+        err = head[0][1]
+        what = "the first document failed" if len(head) == 1 else \
+            f"the first {len(head)} documents all failed with the same error"
+        raise RuntimeError(f"stopped: {what}, most likely not the documents' fault: {type(err).__name__}: "
+                           f"{str(err).rstrip('.')}. Fix that and run again (what finished earlier is kept)") from err
+    yield from head
+    yield from outcomes
+
+
 def _results(lm, texts: list, options: dict, per_batch: int):
     """``(index, result or error)`` for every text: a server's as they arrive, a local model's
-    batch by batch (a batch that fails is retried one text at a time to find the culprit)."""
+    batch by batch (a batch that fails is retried one text at a time, lazily, to find the culprit)."""
     from ..remote import RemoteModel
 
     opts = {k: v for k, v in options.items() if v is not None or k == "top_k"}
@@ -205,7 +281,7 @@ def _results(lm, texts: list, options: dict, per_batch: int):
         try:
             out = lm.score(chunk, progress=False, **opts)
         except Exception:  # noqa: BLE001 - find which document fails, keep the others
-            out = [_one(lm, t, opts) for t in chunk]
+            out = (_one(lm, t, opts) for t in chunk)
         yield from enumerate(out, start)
 
 

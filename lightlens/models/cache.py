@@ -8,6 +8,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import secrets
 import warnings
 from pathlib import Path
 
@@ -54,6 +55,40 @@ def _sha256(path: str, size: int, mtime_ns: int, chunk: int) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def partial_dir(target: str | Path) -> Path:
+    """A new, empty folder beside ``target`` to build it in (then ``os.replace`` it into place).
+
+    Made with the umask's permissions (a shared cache stays readable to its group and others),
+    where ``tempfile.mkdtemp`` would make it 0700.
+
+    >>> old = os.umask(0o022)
+    >>> oct(partial_dir(tmp / "model").stat().st_mode & 0o777)
+    '0o755'
+    >>> _ = os.umask(old)
+    """
+    target = Path(target)
+    path = target.parent / f".partial-{target.name}-{os.getpid()}-{secrets.token_hex(6)}"
+    path.mkdir()
+    return path
+
+
+def share_like_folder(folder: str | Path) -> None:
+    """Give what is inside ``folder`` the folder's permissions (files without execute), so files
+    that a writer made private (safetensors writes 0600) are as readable as a :func:`partial_dir`.
+
+    >>> old = os.umask(0o022)
+    >>> work = partial_dir(tmp / "shared")
+    >>> _ = (work / "weights").write_bytes(b"w"); (work / "weights").chmod(0o600)
+    >>> share_like_folder(work); _ = os.umask(old)
+    >>> oct(work.stat().st_mode & 0o777), oct((work / "weights").stat().st_mode & 0o777)
+    ('0o755', '0o644')
+    """
+    mode = Path(folder).stat().st_mode & 0o777
+    for path in Path(folder).rglob("*"):
+        if not path.is_symlink():
+            path.chmod(mode if path.is_dir() else mode & 0o666)
 
 
 @contextlib.contextmanager

@@ -9,10 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from .cache import cache_dir, file_lock, sha256_file
+from .cache import cache_dir, file_lock, partial_dir, sha256_file, share_like_folder
 
 
 def require_gguf_support() -> None:
@@ -59,10 +58,11 @@ def _convert(gguf_path: Path, out: Path) -> None:
         del model.config.quantization_config
     model.config.name_or_path = gguf_path.stem
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".partial-"))
+    tmp = partial_dir(out)  # not mkdtemp: its 0700 would keep a shared cache from others
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        share_like_folder(tmp)
         try:
             os.replace(tmp, out)  # atomic: a half-written conversion is never found
         except OSError:  # without file locks another process may have got there first

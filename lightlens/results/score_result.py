@@ -34,7 +34,7 @@ class ScoreResult(Totals):
     so ``"".join(tokens) == text``; a token that only continues a multi-byte character
     covers no characters). ``logprobs[i]`` is NaN where the model had no context to
     predict token ``i`` (the first token when no BOS was prepended); ``ranks[i]`` is 0
-    there. Natural logs throughout.
+    there, and -1 where a server did not report a scored token's rank. Natural logs throughout.
 
     Example:
         >>> r = lightlens.score("Hello world! Hello again, world.", model=tiny)
@@ -164,8 +164,8 @@ class ScoreResult(Totals):
             scored = not math.isnan(lp)
             tok = _printable(self.tokens[i])[:18]
             line = (
-                f"{i:>5}  {tok:<18} {lp:>9.3f} {math.exp(lp):>7.3f} {self.ranks[i]:>6d} "
-                f"{self.entropy[i]:>8.3f}"
+                f"{i:>5}  {tok:<18} {lp:>9.3f} {math.exp(lp):>7.3f} {_rank_cell(self.ranks[i]):>6} "
+                f"{_entropy_cell(self.entropy[i]):>8}"
                 if scored
                 else f"{i:>5}  {tok:<18} {'—':>9} {'—':>7} {'—':>6} {'—':>8}"
             )
@@ -261,14 +261,14 @@ class ScoreResult(Totals):
         return cls(**kw)
 
     def save(self, path: str | Path) -> Path:
-        """Save as ``.json`` or ``.parquet`` (chosen by the suffix); never pickle.
+        """Save as ``.json`` (UTF-8, whatever the locale) or ``.parquet`` (chosen by the suffix); never pickle.
 
         >>> result.save(tmp / "scores.parquet").name
         'scores.parquet'
         """
         path = Path(path)
         if path.suffix == ".json":
-            path.write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+            path.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
         elif path.suffix == ".parquet":
             _write_parquet(self, path)
         else:
@@ -285,10 +285,24 @@ class ScoreResult(Totals):
         """
         path = Path(path)
         if path.suffix == ".json":
-            return cls.from_dict(json.loads(path.read_text()))
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         if path.suffix == ".parquet":
             return _read_parquet(cls, path)
         raise ValueError(f"cannot load {path.name!r}: expected a .json or .parquet file")
+
+
+def _rank_cell(rank) -> str:
+    """A rank as the table prints it: "?" where it is not known (0 unscored, -1 not reported).
+
+    >>> _rank_cell(np.int64(3)), _rank_cell(np.int64(-1))
+    ('3', '?')
+    """
+    return str(int(rank)) if rank >= 1 else "?"
+
+
+def _entropy_cell(entropy) -> str:
+    """An entropy as the table prints it: "?" where the backend did not report it (NaN)."""
+    return "?" if math.isnan(entropy) else f"{entropy:.3f}"
 
 
 def _printable(s: str) -> str:

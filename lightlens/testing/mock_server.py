@@ -61,6 +61,33 @@ def render(kind: str, st: ServerTokens, request: dict, model_name: str = "mock")
     raise ValueError(f"unknown server kind {kind!r}")
 
 
+def bad_request(message: str) -> dict:
+    """The body of a 400 answer (vLLM's and OpenAI's error shape; TGI's ``error`` key too).
+
+    >>> bad_request("no prompt")["message"]
+    'no prompt'
+    """
+    return {"object": "error", "message": message, "error": message, "type": "BadRequestError",
+            "param": None, "code": 400}
+
+
+def prompt_problem(text) -> str | None:
+    """Why a server would refuse ``text`` as a prompt (not a str, not Unicode), or None.
+
+    >>> prompt_problem("bad \\ud800 text")
+    'the prompt is not valid Unicode: a lone surrogate U+D800 at character 4'
+    >>> prompt_problem("fine") is None
+    True
+    """
+    if not isinstance(text, str):
+        return f"the prompt must be a string, got {type(text).__name__}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"the prompt is not valid Unicode: a lone surrogate U+{ord(text[err.start]):04X} at character {err.start}"
+    return None
+
+
 def _vllm_entry(st: ServerTokens, i: int, k: int) -> dict:
     alts = sorted(st.top[i], key=lambda a: -a[2])[:k] if st.top else []
     entry = {str(tid): {"logprob": lp, "rank": r + 1, "decoded_token": p} for r, (tid, p, lp) in enumerate(alts)}
@@ -124,9 +151,11 @@ class MockServer:
         if path == "/v1/models":
             return 200, {"object": "list", "data": [{"id": self.model_name, "object": "model"}]}
         if fault == "no_max_tokens_0" and body.get("max_tokens") == 0:
-            return 400, {"object": "error", "message": "max_tokens must be at least 1, got 0.",
-                         "type": "BadRequestError", "param": None, "code": 400}
+            return 400, bad_request("max_tokens must be at least 1, got 0.")
         text = body.get("prompt", body.get("inputs"))
+        problem = prompt_problem(text)
+        if problem:
+            return 400, bad_request(problem)
         st = self.scorer(text)
         if fault in ("wrong_length", "other_prompt"):
             st = corrupt(st, fault, self.scorer)
@@ -162,7 +191,10 @@ def _handler(server: MockServer, quiet: bool):
             self._reply(*server.answer(self.path, {}, None))
 
         def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            except ValueError as err:  # not JSON, or not UTF-8
+                return self._reply(400, bad_request(f"the request body is not JSON: {err}"))
             with server._lock:
                 server.requests.append((body, dict(self.headers)))
                 server.in_flight += 1

@@ -5,7 +5,8 @@ The one corpus reader: :func:`lightlens.perplexity` and :func:`lightlens.score_c
 read their ``source`` here, so a source means the same thing to both. A str is a path when a
 file or folder exists there; a str that looks like a path (one word holding a ``/`` or ending
 in a corpus suffix) but names nothing is an error; any other str is one text. The command line
-always reads a path.
+always reads a path. Files are read as their exact characters (:func:`read_text`): CRLF stays
+CRLF, so offsets index the file and bits per byte count its bytes.
 """
 from __future__ import annotations
 
@@ -61,12 +62,12 @@ def _read(source, text_field: str, id_field: str) -> list[Document]:
         path = Path(source).expanduser()
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            return [(str(p.relative_to(path)), p.read_text(encoding="utf-8")) for p in files]
+            return [(str(p.relative_to(path)), read_text(p)) for p in files]
         if not path.is_file():
             raise FileNotFoundError(f"no file or folder at {path}: check the path (to score a text itself, pass [text])")
         if path.suffix == ".jsonl":
             return _rows(_jsonl(path), text_field, id_field)
-        return [(path.name, path.read_text(encoding="utf-8"))]
+        return [(path.name, read_text(path))]
     if hasattr(source, "to_frame") and hasattr(source, "index"):  # pandas Series
         return [(str(i), t) for i, t in source.items()]
     if hasattr(source, "columns") and hasattr(source, "index"):  # pandas DataFrame
@@ -99,9 +100,31 @@ def _rows(rows: list, text_field: str, id_field: str) -> list[Document]:
     return out
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A file's exact characters: its bytes decoded as UTF-8, line ends untouched (no newline
+    translation); bytes that are not UTF-8 are a ValueError naming the file and byte position.
+
+    >>> _ = (tmp / "crlf.txt").write_bytes(b"one\\r\\ntwo\\r\\n")
+    >>> read_text(tmp / "crlf.txt")
+    'one\\r\\ntwo\\r\\n'
+    >>> _ = (tmp / "latin1.txt").write_bytes("café".encode("latin-1"))
+    >>> read_text(tmp / "latin1.txt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: .../latin1.txt: not valid UTF-8 at byte 3 (...): save it as UTF-8 ...
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not valid UTF-8 at byte {err.start} ({err.reason}): "
+                         "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE)") from None
+
+
 def _jsonl(path: Path) -> list:
+    """One JSON value per line; lines end at "\\n" only (a text may hold U+2028 or U+0085 raw)."""
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path).split("\n"), 1):
+        line = line.removesuffix("\r")
         if line.strip():
             try:
                 rows.append(json.loads(line))

@@ -5,7 +5,9 @@ in JupyterLab, classic Notebook, VS Code, Colab, nbviewer and GitHub. Colours ar
 ``style`` attributes (they survive sanitisers); hovering a token shows its details through
 a CSS-only tooltip. Notebook output areas clip what overflows them, so while the pointer
 is over the text its box grows at the bottom to make room for the tooltip. All text is
-escaped: a text containing ``<script>`` is shown, not run.
+escaped: a text containing ``<script>`` is shown, not run. A character split over several
+byte-pieces (emoji, CJK) is one token on screen, coloured by all its pieces (see
+:func:`~lightlens.viz.colors.character_values`), its tooltip listing every piece.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .colors import GLTR_BUCKETS, get_metric, gradient_css, rank_colors, to_hex
+from .colors import GLTR_BUCKETS, character_values, get_metric, gradient_css, piece_starts, rank_colors, to_hex
 
 MAX_TOKENS = 20_000
 SCROLL_AFTER = 600
@@ -73,22 +75,47 @@ def _visible(text: str) -> str:
     return out.replace("\n", "<span class='ll-ws'>↵</span>\n")
 
 
-def _tip(r, i: int, top: int) -> str:
-    """Tooltip text of token i: the token, its numbers, and its top alternatives."""
-    lp = float(r.logprobs[i])
-    lines = [f"token  {r.tokens[i]!r}   id {int(r.token_ids[i])}"]
-    if math.isnan(lp):
+def _rank(rank) -> str:
+    return str(int(rank)) if rank >= 1 else "?"  # 0: unscored, -1: not reported
+
+
+def _entropy(entropy) -> str:
+    return f"{float(entropy):.3f} nats" if not math.isnan(entropy) else "?"
+
+
+def _tip(r, first: int, i: int, top: int) -> str:
+    """Tooltip text of token i (with ``first..i-1``, the byte-pieces of a character it completes):
+    the token, its numbers, every piece, and the top alternatives where the token starts."""
+    pieces = range(first, i + 1)
+    scored = [j for j in pieces if r.scored[j]]
+    ids = f"id {int(r.token_ids[i])}" if first == i else f"{len(pieces)} byte-pieces"
+    lines = [f"token  {r.tokens[i]!r}   {ids}"]
+    if not r.scored[i]:
         lines.append("not scored (no context before it)")
+        return _escape_tip(lines)
+    lp = float(np.sum(r.logprobs[scored], dtype=np.float64))
+    lines.append(f"logprob {lp:.3f}   p {math.exp(lp):.4f}   {-lp / math.log(2):.2f} bits")
+    if first == i:
+        lines.append(f"rank {_rank(r.ranks[i])}   entropy {_entropy(r.entropy[i])}")
     else:
-        lines.append(f"logprob {lp:.3f}   p {math.exp(lp):.4f}   {-lp / math.log(2):.2f} bits")
-        rank = str(int(r.ranks[i])) if r.ranks[i] > 0 else "?"
-        ent = f"{float(r.entropy[i]):.3f} nats" if not math.isnan(r.entropy[i]) else "?"
-        lines.append(f"rank {rank}   entropy {ent}")
-        k = min(top, r.top_k_ids.shape[1])
-        if k:
-            lines.append("top alternatives:")
-            for tok, alp in zip(r.top_k_tokens[i][:k], r.top_k_logprobs[i][:k]):
-                lines.append(f"  {tok!r:<16} {math.exp(float(alp)):7.4f}")
+        lines += [_piece(r, j) for j in pieces]
+    k = min(top, r.top_k_ids.shape[1])
+    if k:
+        lines.append("top alternatives:")
+        for tok, alp in zip(r.top_k_tokens[scored[0]][:k], r.top_k_logprobs[scored[0]][:k]):
+            lines.append(f"  {tok!r:<16} {math.exp(float(alp)):7.4f}")
+    return _escape_tip(lines)
+
+
+def _piece(r, j: int) -> str:
+    """One byte-piece's line in its character's tooltip."""
+    if not r.scored[j]:
+        return f"  id {int(r.token_ids[j])}  not scored"
+    return (f"  id {int(r.token_ids[j])}  logprob {r.logprobs[j]:.3f}  rank {_rank(r.ranks[j])}  "
+            f"entropy {_entropy(r.entropy[j])}")
+
+
+def _escape_tip(lines: list[str]) -> str:
     return html.escape("\n".join(lines), quote=True).replace("\n", "&#10;")
 
 
@@ -124,19 +151,20 @@ def heatmap_html(
     m = get_metric(metric)
     cmap = cmap or m.cmap
     lo, hi = (m.vmin if vmin is None else vmin), (m.vmax if vmax is None else vmax)
-    values = m.values(r)
-    colors = rank_colors(r.ranks) if m.name == "rank" else to_hex(values, lo, hi, cmap)
-    surprising = r.surprisal_bits >= threshold if threshold is not None else np.zeros(len(r), bool)
+    values = character_values(m, r)
+    colors = rank_colors(values) if m.name == "rank" else to_hex(values, lo, hi, cmap)
+    bits = character_values(get_metric("surprisal"), r)
+    surprising = bits >= threshold if threshold is not None else np.zeros(len(r), bool)
     n = min(len(r), max_tokens)
     spans = []
-    for i in range(n):
+    for i, first in zip(range(n), piece_starts(r.tokens)):
         if not r.tokens[i]:
-            continue  # a byte-piece of a character that the next token completes
+            continue  # a byte-piece of a character that a later token completes
         scored = not math.isnan(r.logprobs[i])
         cls = "ll-t" + ("" if scored else " ll-na") + (" ll-hi" if scored and surprising[i] else "")
         known = scored and not math.isnan(values[i])  # a server may not report entropy or rank
         style = f" style='background:{colors[i]}'" if known else ""
-        spans.append(f"<span class='{cls}'{style} data-tip='{_tip(r, i, top)}'>{_visible(r.tokens[i])}</span>")
+        spans.append(f"<span class='{cls}'{style} data-tip='{_tip(r, first, i, top)}'>{_visible(r.tokens[i])}</span>")
     more = f"<div class='ll-head'>… {len(r) - n} more tokens not shown (max_tokens={max_tokens})</div>" if n < len(r) else ""
     head = (
         f"<div class='ll-head'><span><b>{html.escape(str(r.model.get('name', '?')))}</b></span>"

@@ -1,13 +1,17 @@
-"""Matplotlib plots of a result; each returns the Axes it drew on."""
+"""Matplotlib plots of a result; each returns the Axes it drew on.
+
+Tokens and model names are drawn as text, never as mathtext or TeX: ``$x$`` shows as ``$x$``.
+"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from .colors import GLTR_BUCKETS
+from .colors import GLTR_BUCKETS, known_ranks
 
 MAX_LABELS = 60
+PLAIN = {"parse_math": False, "usetex": False}  # Text properties: shown as written
 
 
 def _axes(ax, figsize=(10, 3)):
@@ -22,9 +26,15 @@ def _label_tokens(ax, r) -> None:
     """Token labels on the x axis when they fit."""
     if len(r) <= MAX_LABELS:
         ax.set_xticks(range(len(r)))
-        ax.set_xticklabels([t.replace("\n", "↵") or "·" for t in r.tokens], rotation=70, fontsize=8)
+        ax.set_xticklabels([t.replace("\n", "↵") or "·" for t in r.tokens], rotation=70, fontsize=8, **PLAIN)
     else:
         ax.set_xlabel("token index")
+
+
+def _legend(ax) -> None:
+    """The legend, its labels (model names) as plain text."""
+    for text in ax.legend(fontsize=8).get_texts():
+        text.set(**PLAIN)
 
 
 def plot_logprobs(r, *, ax=None, surprisal: bool = False):
@@ -38,7 +48,7 @@ def plot_logprobs(r, *, ax=None, surprisal: bool = False):
     y = r.surprisal_bits if surprisal else r.logprobs
     ax.plot(np.arange(len(r)), y, marker="o" if len(r) <= 200 else None, ms=3, lw=1, color="#2563eb")
     ax.set_ylabel("surprisal (bits)" if surprisal else "log-probability (nats)")
-    ax.set_title(f"{r.model.get('name', '')}: perplexity {r.perplexity:.2f}", fontsize=10)
+    ax.set_title(f"{r.model.get('name', '')}: perplexity {r.perplexity:.2f}", fontsize=10, **PLAIN)
     ax.grid(alpha=0.3)
     _label_tokens(ax, r)
     return ax
@@ -95,20 +105,21 @@ def plot_windowed_perplexity(r, *, window: int = 256, ax=None):
     ax.set_xlabel("token index")
     ax.set_ylabel(f"perplexity (last {window} tokens)")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    _legend(ax)
     ax.grid(alpha=0.3)
     return ax
 
 
 def rank_buckets(r) -> dict[str, int]:
-    """How many scored tokens fall in each GLTR bucket (top 10 / 100 / 1000 / rest).
+    """How many scored tokens fall in each GLTR bucket (top 10 / 100 / 1000 / rest); a rank the
+    backend did not report (-1) is in none.
 
     >>> sum(rank_buckets(result).values()) == result.num_scored
     True
     >>> list(rank_buckets(result))
     ['top 10', 'top 100', 'top 1000', 'rest']
     """
-    ranks = r.ranks[r.scored]
+    ranks = r.ranks[r.scored & known_ranks(r.ranks)]
     counts, lower = {}, 0
     for limit, label, _ in GLTR_BUCKETS:
         upper = np.inf if limit is None else limit
@@ -132,6 +143,9 @@ def plot_rank_histogram(r, *, ax=None):
     ax.bar_label(bars, labels=[str(c) for c in counts.values()], fontsize=8)
     ax.set_ylabel("share of scored tokens")
     ax.set_ylim(0, 1.1)
+    unknown = int((r.scored & ~known_ranks(r.ranks)).sum())
+    if unknown:
+        ax.set_xlabel(f"{unknown} scored tokens with unknown rank (not reported) are not counted")
     return ax
 
 
@@ -154,7 +168,7 @@ def plot_comparison(a, b, *, ax=None):
     ax.plot(x, b.logprobs, lw=1, label=name_b)
     ax.bar(x, b.logprobs - a.logprobs, color="#9ca3af", alpha=0.6, label=f"{name_b} − {name_a}")
     ax.set_ylabel("log-probability (nats)")
-    ax.legend(fontsize=8)
+    _legend(ax)
     ax.grid(alpha=0.3)
     _label_tokens(ax, a)
     return ax
