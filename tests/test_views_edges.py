@@ -163,3 +163,14 @@ def test_the_converted_model_cache_follows_the_umask(tmp_path, monkeypatch):
     files = [p for p in out.rglob("*") if p.is_file()]
     assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".partial")]
+
+
+def test_the_explorer_shows_an_unreported_rank_as_unknown(tiny_gpt2):
+    from lightlens.widgets.explorer import Explorer
+
+    app = Explorer("Hello world! Hello again.", model=tiny_gpt2)
+    app.result.ranks[1] = -1  # as a server that reports no rank gives it
+    app.result.entropy[1] = float("nan")
+    app.token.value = 1
+    app.show_token()
+    assert "rank ?" in app.detail.value and "entropy ?" in app.detail.value

@@ -170,7 +170,7 @@ class Journal:
                 meta = {}
             jobs.append((str(self.out), json.loads(meta[JOB_KEY]) if JOB_KEY in meta else None))
         if any(self.parts.glob(PART_GLOB)):
-            record = json.loads(self.job_file.read_text()) if self.job_file.is_file() else None
+            record = json.loads(self.job_file.read_text(encoding="utf-8")) if self.job_file.is_file() else None
             jobs.append((str(self.parts), record))
         return jobs
 
@@ -198,7 +198,7 @@ class Journal:
                 raise
             self.clear()
         self.parts.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.job_file, lambda tmp: tmp.write_text(json.dumps(job, indent=1)))
+        _write_atomically(self.job_file, lambda tmp: tmp.write_text(json.dumps(job, indent=1), encoding="utf-8"))
 
     def clear(self) -> None:
         """Remove ``out`` and its parts."""

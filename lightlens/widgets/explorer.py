@@ -124,7 +124,8 @@ class Explorer:
             for t, p in zip(r.top_k_tokens[i], r.top_k_logprobs[i]))
         self.detail.value = (
             f"<div style='font-size:12px'><code>{html.escape(repr(r.tokens[i]))}</code> logprob {lp:.3f}, "
-            f"p {math.exp(lp):.4f}, rank {int(r.ranks[i])}, entropy {float(r.entropy[i]):.3f}"
+            f"p {math.exp(lp):.4f}, rank {int(r.ranks[i]) if r.ranks[i] > 0 else '?'}, "
+            f"entropy {'?' if math.isnan(r.entropy[i]) else f'{float(r.entropy[i]):.3f}'}"
             f"<table style='margin-top:4px'><tr><th align=left>alternative</th><th>p</th><th>logprob</th></tr>"
             f"{rows}</table></div>")
 
