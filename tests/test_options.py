@@ -89,3 +89,16 @@ def test_importing_lightlens_does_not_import_torch():
     code = "import sys, lightlens; lightlens.ScoreResult; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_server_refuses_a_dataframe_too():
+    import pandas as pd
+
+    from lightlens.testing import MockServer, word_scorer
+
+    df = pd.DataFrame({"text": ["Hello world", "Hello again"]})
+    with MockServer("vllm", word_scorer) as server:
+        with pytest.raises(TypeError, match="score_corpus"):
+            lightlens.score(df, model=f"vllm+{server.url}")
+        assert [r.text for r in lightlens.score(df["text"], model=f"vllm+{server.url}")] == df["text"].tolist()
+        assert not any(body.get("prompt") == "text" for body, _ in server.requests)  # no column name sent

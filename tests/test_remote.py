@@ -49,7 +49,7 @@ def test_openai_fixture_drops_the_generated_token_and_derives_ranks():
     assert r.tokens == lp["tokens"][:4]
     assert r.logprobs[1:].tolist() == lp["token_logprobs"][1:4]
     assert (r.token_ids == -1).all()  # the legacy API gives no ids
-    assert r.ranks.tolist() == [0, 0, 0, 1]  # known only where the token is in the top-k
+    assert r.ranks.tolist() == [0, -1, -1, 1]  # known only where the token is in the top-k; -1: not reported
     assert r.top_k_tokens[2] == [".", ","]
 
 

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from tqdm.auto import tqdm
 
 from ..errors import RemoteResponseError
+from ..options import check_top_k
 from ..results.score_result import ScoreResult
 from .formats import FORMATS
 from .http import HttpPool, RetryPolicy, redact
@@ -25,9 +26,11 @@ class RemoteModel:
     OpenAI-style APIs call the model (asked from /v1/models when None). ``tokenizer``: the
     served model's tokenizer (hub id, folder or object) — needed for LightLLM, which returns
     token ids only; elsewhere it is used to check the server's tokens. ``api_key``: sent as a
-    bearer token (default ``$LIGHTLENS_API_KEY``), never shown. ``concurrency`` requests at a
-    time, each timing out after ``timeout`` s and retried up to ``retries`` times (waits of
-    ``backoff``·2ⁿ s, or the server's Retry-After, never more than ``max_wait`` s).
+    bearer token (default ``$LIGHTLENS_API_KEY``; surrounding whitespace such as a file's last
+    newline is dropped), never shown, not even when a server echoes it back. ``kind`` may be
+    in any case. ``concurrency`` requests at a time, each timing out after ``timeout`` s and
+    retried up to ``retries`` times (waits of ``backoff``·2ⁿ s, or the server's Retry-After,
+    never more than ``max_wait`` s).
 
     >>> m = RemoteModel("vllm", server.url, model_name="mock")   # server: a lightlens.testing.MockServer
     >>> m.score("The cat sat on the mat.", top_k=5).num_scored
@@ -37,8 +40,9 @@ class RemoteModel:
     def __init__(self, kind: str, urls: str | Sequence[str], *, model_name: str | None = None,
                  tokenizer=None, api_key: str | None = None, concurrency: int = 8,
                  timeout: float = 120.0, retries: int = 5, backoff: float = 0.5, max_wait: float = 30.0):
-        if kind not in FORMATS:
+        if not isinstance(kind, str) or kind.lower() not in FORMATS:
             raise ValueError(f"unknown server kind {kind!r}: choose one of {', '.join(FORMATS)}")
+        kind = kind.lower()
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
         self.kind, self.format = kind, FORMATS[kind]
@@ -75,7 +79,7 @@ class RemoteModel:
     def info(self) -> dict[str, Any]:
         """Metadata stored in every result (URLs without credentials; never the key).
 
-        >>> RemoteModel("tgi", "http://u:pw@gpu1:8080").info()["url"]
+        >>> RemoteModel("tgi", "http://gpu1:8080/").info()["url"]
         'http://gpu1:8080'
         """
         return {"name": self.model_name or self.kind, "revision": None, "dtype": None, "device": "remote",
@@ -92,6 +96,7 @@ class RemoteModel:
         from ..text.tokens import check_text
 
         check_text(text)
+        top_k = check_top_k(top_k)
         st = self.format.fetch(self.pool, text, top_k, self.model_name)
         if self.kind == "lightllm" and self.tokenizer is None:
             raise RemoteResponseError(
@@ -103,11 +108,19 @@ class RemoteModel:
     def score_each(self, texts: Sequence[str], *, top_k: int = 5,
                    progress: bool | None = None) -> Iterator[tuple[int, ScoreResult | Exception]]:
         """``(index, result or the error)`` for each text, as requests finish, concurrently.
+        ``top_k`` is checked here, before any request; stopping the loop (Ctrl-C) drops the rest.
 
         >>> m = RemoteModel("vllm", server.url)
         >>> sorted(i for i, r in m.score_each(["a b", "c d e"]))
         [0, 1]
+        >>> m.score_each(["a b"], top_k=-1)
+        Traceback (most recent call last):
+        ValueError: top_k must be an int in [0, 64], got -1
         """
+        top_k = check_top_k(top_k)
+        return self._each(list(texts), top_k, progress)
+
+    def _each(self, texts: list[str], top_k: int, progress: bool | None) -> Iterator[tuple[int, Any]]:
         with tqdm(total=len(texts), unit="doc", desc="scoring", disable=not (progress or False)) as bar:
             for i, r in self.pool.map(lambda t: self.score_one(t, top_k=top_k), texts,
                                       concurrency=self.concurrency):
@@ -146,6 +159,7 @@ class RemoteModel:
         [2, 3]
         """
         self.check_options(max_length=max_length, stride=stride, bos=bos, batch_size=batch_size, method=method)
+        top_k = check_top_k(top_k)
         if isinstance(text, str):
             return self.score_one(text, top_k=top_k)
         texts = list(_check_list(text))
@@ -165,11 +179,9 @@ class RemoteModel:
 
 
 def _check_list(texts: Iterable) -> Iterable[str]:
-    from ..text.tokens import check_text
+    from ..text.tokens import check_text, check_texts
 
-    texts = list(texts)
-    if not texts:
-        raise ValueError("give a non-empty list of texts (or one str)")
+    texts = check_texts(texts)  # a DataFrame or dict is refused, a Series is its texts
     for t in texts:
         check_text(t)
     return texts
@@ -187,12 +199,12 @@ def _served_model(pool: HttpPool) -> str:
 
 
 def is_remote(spec) -> bool:
-    """Whether ``spec`` names a server: ``"vllm+http://host:8000"`` and the like.
+    """Whether ``spec`` names a server: ``"vllm+http://host:8000"`` and the like (any case).
 
-    >>> is_remote("tgi+http://127.0.0.1:8080"), is_remote("gpt2")
-    (True, False)
+    >>> is_remote("tgi+http://127.0.0.1:8080"), is_remote("VLLM+http://h:1"), is_remote("gpt2")
+    (True, True, False)
     """
-    return isinstance(spec, str) and spec.split("+", 1)[0] in FORMATS and "+http" in spec
+    return isinstance(spec, str) and "+" in spec and spec.split("+", 1)[0].lower() in FORMATS
 
 
 def connect(spec: str, **options) -> RemoteModel:
@@ -200,8 +212,15 @@ def connect(spec: str, **options) -> RemoteModel:
 
     >>> connect("vllm+http://a:8000,http://b:8000?model=gpt2")
     RemoteModel('vllm', ['http://a:8000', 'http://b:8000'], model_name='gpt2')
+    >>> connect("vllm+127.0.0.1:8000")
+    Traceback (most recent call last):
+    ValueError: the server URL after 'vllm+' needs http:// or https:// (e.g. vllm+http://127.0.0.1:8000)
     """
     kind, rest = spec.split("+", 1)
+    kind = kind.lower()
+    if not rest.lower().startswith(("http://", "https://")):
+        raise ValueError(f"the server URL after '{kind}+' needs http:// or https:// "
+                         f"(e.g. {kind}+http://127.0.0.1:8000)")
     parts = urlsplit(rest)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(query) - {"model", "tokenizer"}

@@ -18,17 +18,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RemoteError, RemoteResponseError
+from ..errors import RemoteError, RemoteResponseError, redact_secrets
 from .tokens import ServerTokens
 
 LIGHTLLM_HINT = ("start LightLLM with --return_all_prompt_logprobs --disable_dynamic_prompt_cache "
                  "--disable_chunked_prefill")
 
 
+def _no_prompt_logprobs(kind: str) -> RemoteResponseError:
+    return RemoteResponseError(
+        f"this server does not return prompt logprobs: it ignored echo and answered with the generated "
+        f"token only (llama.cpp's llama-server does this), so it cannot score a text as {kind}+. "
+        "Use another server kind (vllm+, tgi+, lightllm+ with --return_all_prompt_logprobs) or score in-process"
+    )
+
+
 def _shape_error(kind: str, err: Exception, body: Any) -> RemoteResponseError:
     return RemoteResponseError(
         f"the {kind} server's answer does not have the expected shape ({type(err).__name__}: {err}); "
-        f"the answer began {str(body)[:200]!r}. Is this really a {kind} server?"
+        f"the answer began {redact_secrets(str(body))[:200]!r}. Is this really a {kind} server?"
     )
 
 
@@ -185,6 +193,8 @@ class OpenAI(Format):
         lp = choice["logprobs"]
         if lp is None:
             raise RemoteResponseError("the server returned no logprobs: it ignored echo/logprobs")
+        if "tokens" not in lp and "content" in lp:
+            raise _no_prompt_logprobs(self.kind)  # the chat-style shape: generated tokens only
         n = (body.get("usage") or {}).get("prompt_tokens") or _prompt_count(lp, text)
         tokens, logprobs = list(lp["tokens"])[:n], list(lp["token_logprobs"])[:n]
         if len(tokens) != len(logprobs):

@@ -1,10 +1,12 @@
 """A small JSON-over-HTTP client: a pool of servers, bounded concurrency, timeouts, retries.
 
 Retries (with exponential backoff, honouring ``Retry-After``) happen on connection errors,
-time-outs, 429, 5xx and bodies that are not JSON (a truncated answer); other 4xx answers
-fail at once with the server's message. Nothing is retried forever: ``retries`` bounds the
-attempts and ``max_wait`` any single pause. The API key lives in one header and never
-appears in a repr, a log line or an error.
+time-outs, 408, 429, 5xx (but not 501 Not Implemented or 505) and bodies that are not JSON (a
+truncated answer); other answers fail at once with the server's message. Nothing is retried
+forever: ``retries`` bounds the attempts and ``max_wait`` any single pause. The API key is
+checked up front, lives in one header and never appears in a repr, a log line or an error
+(even when a server echoes it back). Interrupting :meth:`HttpPool.map` (Ctrl-C) returns at
+once: queued requests are dropped and those in flight finish in the background.
 """
 from __future__ import annotations
 
@@ -13,15 +15,50 @@ import http.client
 import json
 import random
 import socket
+import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import RemoteError
+from ..errors import RemoteError, add_secret, redact_secrets
 
-RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+NOT_THIS_API = {405, 501}  # the server does not do this request at all: retrying cannot help
+
+
+def retried(status: int) -> bool:
+    """Whether an answer with HTTP ``status`` is worth another try (408, 429, 5xx but 501/505).
+
+    >>> [s for s in (400, 404, 408, 429, 500, 501, 503, 505) if retried(s)]
+    [408, 429, 500, 503]
+    """
+    return status in (408, 429) or (500 <= status < 600 and status not in (501, 505))
+
+
+def check_api_key(key: str | None) -> str | None:
+    """The key without surrounding whitespace (``open("key").read()`` keeps the file's newline),
+    or None when empty; a key with a control or non-ASCII character is refused without showing it.
+
+    >>> check_api_key("sk-abc\\n")
+    'sk-abc'
+    >>> check_api_key("sk-a\\x00bc")
+    Traceback (most recent call last):
+    ValueError: the API key has a character that cannot be sent in an HTTP header ('\\x00' at position 5): check ...
+    """
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise TypeError(f"api_key must be a str, got {type(key).__name__}")
+    key = key.strip()
+    bad = next((i for i, c in enumerate(key) if not 32 <= ord(c) < 127), None)
+    if bad is not None:
+        raise ValueError(
+            f"the API key has a character that cannot be sent in an HTTP header ({key[bad]!r} at "
+            f"position {bad + 1}): check api_key= or $LIGHTLENS_API_KEY (the key is not shown)"
+        )
+    return key or None
 
 
 def redact(url: str) -> str:
@@ -34,6 +71,16 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _check_url(url: str) -> None:
+    """Refuse what is not an http(s) URL; warn that a ``user:password@`` in it is not sent."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {redact(url)!r}; write it like http://host:8000")
+    if parts.username is not None or parts.password is not None:
+        warnings.warn(f"the credentials (user:password@) in the server URL {redact(url)} are not sent: "
+                      "pass the key as api_key= or set LIGHTLENS_API_KEY", UserWarning, stacklevel=4)
 
 
 @dataclass(frozen=True)
@@ -79,11 +126,12 @@ class HttpPool:
             raise ValueError("give at least one server URL, e.g. http://127.0.0.1:8000")
         self.urls = [u.rstrip("/") for u in urls]
         for u in self.urls:
-            if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname:
-                raise ValueError(f"not an http(s) URL: {redact(u)!r}; write it like http://host:8000")
+            _check_url(u)
         self.timeout, self.retry = timeout, retry
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        api_key = check_api_key(api_key)
         if api_key:
+            add_secret(api_key)
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._local = threading.local()
         self._next = 0
@@ -156,11 +204,14 @@ class HttpPool:
 
     @staticmethod
     def _decode(status: int, retry_after: str | None, data: bytes) -> Any:
-        if status in RETRY_STATUS or status >= 500:
-            raise _Retry(f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}", _seconds(retry_after))
+        said = redact_secrets(data.decode("utf-8", "replace"))  # before cutting: no half key left
+        if retried(status):
+            raise _Retry(f"HTTP {status}: {said[:200]}", _seconds(retry_after))
+        if status in NOT_THIS_API:
+            raise RemoteError(f"the server does not speak this API (HTTP {status}: {said[:200]}): check "
+                              "the server kind (lightllm+, vllm+, openai+, tgi+) and the URL")
         if status >= 400:
-            raise RemoteError(f"the server refused the request (HTTP {status}): "
-                              f"{data[:500].decode('utf-8', 'replace')}")
+            raise RemoteError(f"the server refused the request (HTTP {status}): {said[:500]}")
         try:
             return json.loads(data)
         except ValueError as err:
@@ -185,31 +236,52 @@ class HttpPool:
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, concurrency: int) -> Iterator[tuple[int, Any]]:
         """``(index, fn(item) or the exception it raised)`` as they finish, ``concurrency`` at a time.
 
+        At most ``2 * concurrency`` items are started ahead of the consumer. When the consumer
+        stops (an exception such as Ctrl-C, or ``break``), no further item is started and the
+        call returns at once; requests in flight finish in daemon threads, unseen.
+
         >>> dict(pool.map(len, ["a", "bb"], concurrency=2))
         {0: 1, 1: 2}
         """
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+        items = list(items)
+        todo, done = iter(enumerate(items)), queue.Queue()
+        lock, stop, slots = threading.Lock(), threading.Event(), threading.Semaphore(2 * max(1, concurrency))
 
-        def guarded(item):
-            try:
-                return fn(item)
-            except Exception as err:  # noqa: BLE001 - handed back to the caller per item
-                return err
+        def work() -> None:
+            while _acquire(slots, stop):
+                with lock:
+                    nxt = next(todo, None)
+                if nxt is None:
+                    return
+                done.put((nxt[0], _call(fn, nxt[1])))
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as ex:
-            pending, it = {}, iter(enumerate(items))
-            for i, item in it:
-                pending[ex.submit(guarded, item)] = i
-                if len(pending) >= 2 * concurrency:
-                    break
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield pending.pop(fut), fut.result()
-                for i, item in it:
-                    pending[ex.submit(guarded, item)] = i
-                    if len(pending) >= 2 * concurrency:
-                        break
+        for _ in range(max(1, min(concurrency, len(items)))):
+            threading.Thread(target=work, daemon=True, name="lightlens-http").start()
+        try:
+            for _ in range(len(items)):
+                i, result = done.get()
+                if isinstance(result, BaseException) and not isinstance(result, Exception):
+                    raise result
+                yield i, result
+                slots.release()
+        finally:
+            stop.set()
+
+
+def _acquire(slots: threading.Semaphore, stop: threading.Event) -> bool:
+    """Wait for a free slot; False once ``stop`` is set."""
+    while not slots.acquire(timeout=0.1):
+        if stop.is_set():
+            return False
+    return not stop.is_set()
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    """``fn(item)``, or the exception it raised (handed back to the consumer per item)."""
+    try:
+        return fn(item)
+    except BaseException as err:  # noqa: BLE001 - even SystemExit must reach the consumer, not hang it
+        return err
 
 
 def _seconds(retry_after: str | None) -> float | None:

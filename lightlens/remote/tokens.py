@@ -3,7 +3,11 @@
 Each server format is parsed into :class:`ServerTokens` (one entry per token the server
 saw, BOS included); :func:`to_result` checks it against the text that was sent and builds
 the same :class:`~lightlens.results.ScoreResult` that in-process scoring gives. Servers do
-not report entropy (NaN here); a rank they do not report is 0 unless the top-k shows it.
+not report entropy (NaN here). Ranks: the server's where it reports them, else derived from
+the top-k when the token is in it, else ``-1``, meaning "not reported by the backend" (shown
+as unknown); ``0`` keeps its meaning everywhere, "unscored" (a token with no context).
+Special tokens the server adds around the text (BOS before, EOS after) are not text tokens:
+the result holds only the text's tokens.
 """
 from __future__ import annotations
 
@@ -65,57 +69,66 @@ class ServerTokens:
 def to_result(text: str, st: ServerTokens, *, top_k: int, tokenizer=None, model: dict) -> ScoreResult:
     """A ScoreResult of ``text`` from what the server returned (checked first).
 
-    With ``tokenizer`` the spans come from it and the server's ids must equal its ids (BOS
-    aside); without, the server's token strings are placed in the text.
+    With ``tokenizer`` the spans come from it and the server's ids must equal its ids (a BOS
+    and an EOS aside); without, the server's token strings are placed in the text.
 
     >>> to_result("a b", ServerTokens([None, -1.5], pieces=["a", " b"]), top_k=0, model={}).logprobs
     array([ nan, -1.5], dtype=float32)
     """
     st.check()
-    offsets, special = _spans(text, st, tokenizer)
-    start = 1 if special else 0
-    if special and len(st.logprobs) < 2:
-        raise RemoteResponseError("the server returned only a special token for the text")
-    n = len(st.logprobs) - start
-    logprobs = np.array([math.nan if v is None else v for v in st.logprobs[start:]], np.float32)
+    offsets, kept = _spans(text, st, tokenizer)
+    if kept.stop <= kept.start:
+        raise RemoteResponseError("the server returned only special tokens for the text")
+    n, special = kept.stop - kept.start, kept.start > 0
+    logprobs = np.array([math.nan if v is None else v for v in st.logprobs[kept]], np.float32)
     if not special:
         logprobs[0] = math.nan  # nothing precedes the first token
-    ids = np.array(st.ids[start:] if st.ids is not None else [-1] * n, np.int64)
-    top_ids, top_lps, top_tokens = _top(st, start, top_k, tokenizer)
-    ranks = _ranks(st, start, logprobs, top_lps)
+    ids = np.array(st.ids[kept] if st.ids is not None else [-1] * n, np.int64)
+    top_ids, top_lps, top_tokens = _top(st, kept, top_k, tokenizer)
+    ranks = _ranks(st, kept, logprobs, top_lps)
     return ScoreResult(
-        text=text, tokens=[text[a:b] for a, b in offsets[start:]], token_ids=ids, offsets=offsets[start:],
+        text=text, tokens=[text[a:b] for a, b in offsets[kept]], token_ids=ids, offsets=offsets[kept],
         logprobs=logprobs, entropy=np.full(n, np.nan, np.float32), ranks=ranks,
         top_k_ids=top_ids, top_k_logprobs=top_lps, top_k_tokens=top_tokens, model=model,
         window={"max_length": None, "stride": None, "num_windows": 1, "windowed": False}, bos=special,
     )
 
 
-def _spans(text: str, st: ServerTokens, tokenizer) -> tuple[np.ndarray, bool]:
+def _spans(text: str, st: ServerTokens, tokenizer) -> tuple[np.ndarray, slice]:
+    """Character spans of every server token and the slice of them that are the text's tokens."""
+    specials = set(tokenizer.all_special_tokens) if tokenizer is not None else ()
     if tokenizer is not None and st.ids is None and st.pieces is not None:
         try:
-            return align(text, st.pieces)
+            return align(text, st.pieces, specials)
         except RemoteResponseError:
             st.ids = _vocab_ids(tokenizer, st.pieces)  # raw vocabulary strings such as "Ġthe"
     if tokenizer is not None and st.ids is not None:
-        from ..text.tokens import encode
-
-        enc = encode(tokenizer, text, bos=False)
-        local = enc.ids.tolist()
-        if st.ids == local:
-            return enc.offsets, False
-        if st.ids[1:] == local and st.ids[0] in set(tokenizer.all_special_ids):
-            return np.vstack([[[0, 0]], enc.offsets]), True
-        raise RemoteResponseError(
-            f"the server's {len(st.ids)} token ids differ from the {len(local)} ids the tokenizer gives "
-            f"for this text (first difference at token {_first_difference(st.ids, local)}): the server "
-            "answered for a different prompt, or it serves a model with another tokenizer"
-        )
+        return _id_spans(text, st.ids, tokenizer)
     if st.pieces is not None:
         return align(text, st.pieces)
     raise RemoteResponseError(
         "this server returns token ids only; pass tokenizer= (the served model's tokenizer: a hub id, "
         "a folder, or a loaded tokenizer) so lightlens can place the tokens in the text"
+    )
+
+
+def _id_spans(text: str, ids: list[int], tokenizer) -> tuple[np.ndarray, slice]:
+    """Spans from the tokenizer, whose ids for ``text`` must be the server's (special tokens
+    the server added before or after the text aside)."""
+    from ..text.tokens import encode
+
+    enc = encode(tokenizer, text, bos=False)
+    local, specials = enc.ids.tolist(), set(tokenizer.all_special_ids)
+    for lead, trail in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        kept = slice(lead, len(ids) - trail)
+        added = ids[:lead] + ids[kept.stop:]
+        if ids[kept] == local and all(i in specials for i in added):
+            end = len(text)
+            return np.vstack([[[0, 0]]] * lead + [enc.offsets] + [[[end, end]]] * trail), kept
+    raise RemoteResponseError(
+        f"the server's {len(ids)} token ids differ from the {len(local)} ids the tokenizer gives "
+        f"for this text (first difference at token {_first_difference(ids, local)}): the server "
+        "answered for a different prompt, or it serves a model with another tokenizer"
     )
 
 
@@ -134,14 +147,14 @@ def _first_difference(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def _top(st: ServerTokens, start: int, k: int, tokenizer):
-    n = len(st.logprobs) - start
+def _top(st: ServerTokens, kept: slice, k: int, tokenizer):
+    n = kept.stop - kept.start
     ids = np.full((n, k), -1, np.int64)
     lps = np.full((n, k), np.nan, np.float32)
     tokens = [[""] * k for _ in range(n)]
     if not k or st.top is None:
         return ids, lps, tokens
-    for row, alts in enumerate(st.top[start:]):
+    for row, alts in enumerate(st.top[kept]):
         for col, (tid, piece, lp) in enumerate(sorted(alts or [], key=lambda a: -a[2])[:k]):
             ids[row, col] = -1 if tid is None else tid
             lps[row, col] = lp
@@ -151,13 +164,14 @@ def _top(st: ServerTokens, start: int, k: int, tokenizer):
     return ids, lps, tokens
 
 
-def _ranks(st: ServerTokens, start: int, logprobs: np.ndarray, top_lps: np.ndarray) -> np.ndarray:
-    """The server's rank where given, else from the top-k when the token is in it, else 0."""
-    ranks = np.zeros(len(logprobs), np.int64)
+def _ranks(st: ServerTokens, kept: slice, logprobs: np.ndarray, top_lps: np.ndarray) -> np.ndarray:
+    """The server's rank where given, else from the top-k when the token is in it, else -1 (not
+    reported); 0 where the token is not scored."""
+    ranks = np.where(np.isnan(logprobs), 0, -1).astype(np.int64)
     for i, lp in enumerate(logprobs):
         if math.isnan(lp):
             continue
-        given = st.ranks[start + i] if st.ranks is not None else None
+        given = st.ranks[kept.start + i] if st.ranks is not None else None
         if given is not None:
             ranks[i] = int(given)
         elif st.top is not None and top_lps.shape[1] and not np.isnan(top_lps[i, -1]) and lp >= top_lps[i, -1]:
