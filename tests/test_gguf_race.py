@@ -97,7 +97,7 @@ def test_two_processes_convert_the_same_gguf_at_once(gguf_file, tmp_path):
         assert p.returncode == 0, err[-2000:]
     folders = {out.strip().splitlines()[-1] for out, _ in outs}
     assert len(folders) == 1, folders
-    assert sum("dequantising" in out for out, _ in outs) == 1  # converted once, the other waited
+    assert sum("dequantising" in err for _, err in outs) == 1  # converted once (said on stderr), the other waited
     folder = Path(folders.pop())
     assert folder.parent == cache / "converted"
     assert not list(folder.parent.glob(".partial-*"))  # no temporary folder left behind

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from .cache import cache_dir, file_lock, partial_dir, sha256_file, share_like_folder
@@ -49,7 +50,7 @@ def _convert(gguf_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
-    print(f"lightlens: dequantising {name} once (cached in {out})…", flush=True)
+    print(f"lightlens: dequantising {name} once (cached in {out})…", file=sys.stderr, flush=True)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     # The weights are plain float tensors now; drop the GGUF marker so they can be saved.

@@ -121,11 +121,18 @@ class RemoteModel:
         return self._each(list(texts), top_k, progress)
 
     def _each(self, texts: list[str], top_k: int, progress: bool | None) -> Iterator[tuple[int, Any]]:
-        with tqdm(total=len(texts), unit="doc", desc="scoring", disable=not (progress or False)) as bar:
+        bar = None  # shown once the server has answered: a dead server gives one error line, no bar
+        try:
             for i, r in self.pool.map(lambda t: self.score_one(t, top_k=top_k), texts,
                                       concurrency=self.concurrency):
-                bar.update(1)
+                if bar is None and progress and not isinstance(r, Exception):
+                    bar = tqdm(total=len(texts), unit="doc", desc="scoring")
+                if bar is not None:
+                    bar.update(1)
                 yield i, r
+        finally:
+            if bar is not None:
+                bar.close()
 
     @staticmethod
     def check_options(*, max_length=None, stride=None, bos=None, batch_size=None, method="auto") -> None:
