@@ -27,7 +27,7 @@ def test_a_rank_gets_its_own_gpu(four_gpus):
 def test_the_cli_passes_the_rank_device(four_gpus, monkeypatch):
     seen = {}
     monkeypatch.setattr("lightlens.models.scorer.get_model", lambda model, **kw: seen.update(kw) or "lm")
-    args = argparse.Namespace(model="org/model", device="cuda", dtype=None)
+    args = argparse.Namespace(model="org/model", device="cuda", dtype=None, retries=None, timeout=None)
     assert cli._model(args) == "lm" and seen == {"device": "cuda:3", "dtype": None}
 
 
