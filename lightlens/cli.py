@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -141,8 +142,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lightlens: error: {one_line(err)}", file=sys.stderr)
         return 1
-    if answer is not None:
+    except Exception as err:  # noqa: BLE001 - an error from a library below: still one line
+        if args.debug:
+            raise
+        print(f"lightlens: error: {type(err).__name__}: {one_line(err)} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    return _print_answer(answer, status)
+
+
+def _print_answer(answer, status: int) -> int:
+    """Print the answer; a reader that closed the pipe early (``| head``) is not an error."""
+    if answer is None:
+        return status
+    try:
         print(answer)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return status
 
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 _SECRETS: set[str] = set()
 
 
+MIN_SECRET = 8  # shorter "keys" (vLLM's placeholder "EMPTY") are scrubbed only after "Bearer "
+
+
 def add_secret(secret: str) -> None:
-    """Remember ``secret`` so that it is scrubbed from every lightlens error from now on."""
+    """Remember ``secret`` so that it is scrubbed from every lightlens error from now on; a
+    short one only where it follows ``Bearer `` (replacing every "e" of a message is no help)."""
     if secret:
-        _SECRETS.add(secret)
+        _SECRETS.add(secret if len(secret) >= MIN_SECRET else f"Bearer {secret}")
 
 
 def redact_secrets(text: str) -> str:
@@ -27,7 +31,7 @@ def redact_secrets(text: str) -> str:
     'key=***'
     """
     for secret in sorted(_SECRETS, key=len, reverse=True):
-        text = text.replace(secret, "***")
+        text = text.replace(secret, "Bearer ***" if secret.startswith("Bearer ") else "***")
     return text
 
 

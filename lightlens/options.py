@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
+
 # The most alternatives any path keeps per token. The kernels (which import only torch) hold the
 # same number for their register budget; tests/test_options.py checks that the two agree.
 MAX_TOP_K = 64
@@ -28,7 +30,7 @@ def check_int(name: str, value, *, minimum: int, maximum: int | None = None, non
         return None
     span = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     try:
-        if isinstance(value, bool) or type(value).__name__ == "bool_":
+        if isinstance(value, (bool, np.bool_)):
             raise TypeError
         number = operator.index(value)
     except TypeError:
@@ -59,7 +61,7 @@ def check_bos(bos) -> bool | None:
     """
     if bos is None or isinstance(bos, bool):
         return bos
-    if type(bos).__name__ == "bool_":  # numpy's bool
+    if isinstance(bos, np.bool_):
         return bool(bos)
     raise ValueError(f"bos must be None (follow the tokenizer), True or False, got {bos!r}")
 

@@ -287,3 +287,33 @@ def test_server_hints_name_the_cli_spelling():
         out = lightlens_cmd("score", "Hi there", "--model", f"lightllm+{server.url}")
     assert_fails_in_one_line(out, "?tokenizer=PATH in the --model URL")
     assert "tokenizer= " not in out.stderr
+
+
+def test_a_reader_that_closes_the_pipe_is_not_an_error(gpt2_dir, tmp_path):
+    f = tmp_path / "long.txt"
+    f.write_text("Hello world! Hello again, world. " * 200)
+    cmd = f"{sys.executable} -m lightlens score -f {f} --model {gpt2_dir} | head -1"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+    assert out.stdout.splitlines()[0].split()[:2] == ["#", "token"]
+
+
+def test_an_error_from_a_library_below_is_one_line(gpt2_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(gpt2_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated download
+    out = run("score", "Hello world", "--model", str(broken))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "--debug" in out.stderr
+
+
+def test_a_dead_server_in_a_corpus_run_is_one_line(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"text": "Hello world"}\n{"text": "Hello again"}\n')
+    out = run("corpus", str(src), "--out", str(tmp_path / "s.parquet"), "--model",
+              "vllm+http://127.0.0.1:9?model=m", "--retries", "0", "--timeout", "1", "--json")
+    assert out.returncode == 1 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

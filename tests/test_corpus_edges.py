@@ -196,3 +196,11 @@ def test_cli_corpus_refusals_are_one_line_and_non_zero(tmp_path, gpt2_dir, capsy
     lines = [line for line in err.splitlines() if line.startswith("lightlens: error:")]
     assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "s.parquet").exists()
+
+
+def test_a_single_document_that_fails_for_its_own_reason_is_recorded(tmp_path):
+    """One document, a server that answers for another prompt: the document's failure, recorded."""
+    with MockServer("vllm", word_scorer, always="other_prompt") as server:
+        c = lightlens.score_corpus(["The cat sat on the mat."], model=f"vllm+{server.url}",
+                                   out=tmp_path / "s.parquet", progress=False)
+    assert c.failed["id"].tolist() == ["0"] and "RemoteResponseError" in c.failed["error"].iloc[0]

@@ -102,3 +102,8 @@ def test_a_server_refuses_a_dataframe_too():
             lightlens.score(df, model=f"vllm+{server.url}")
         assert [r.text for r in lightlens.score(df["text"], model=f"vllm+{server.url}")] == df["text"].tolist()
         assert not any(body.get("prompt") == "text" for body, _ in server.requests)  # no column name sent
+
+
+def test_numpy_bools_are_bools(tiny_llama):
+    assert tiny_llama.score("Hello world", bos=np.False_).bos is False
+    assert tiny_llama.score("Hello world", bos=np.True_).bos is True

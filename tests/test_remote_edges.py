@@ -296,3 +296,39 @@ def test_top_k_is_checked_before_anything_is_sent(top_k):
             with pytest.raises(ValueError, match="top_k must be an int in"):
                 call()
         assert server.requests == []
+
+
+def test_a_short_placeholder_key_does_not_garble_errors():
+    from lightlens.errors import RemoteError, add_secret
+
+    add_secret("e")  # vLLM set-ups often use a placeholder such as "EMPTY"
+    err = RemoteError("the server does not speak this API (Bearer e)")
+    assert str(err) == "the server does not speak this API (Bearer ***)"
+
+
+def test_a_local_folder_with_a_plus_in_its_name_is_local(tmp_path, gpt2_dir):
+    import shutil
+
+    from lightlens.remote import is_remote
+
+    folder = tmp_path / "openai+tiny"
+    shutil.copytree(gpt2_dir, folder)
+    assert not is_remote(str(folder)) and is_remote("openai+http://h:1")
+    assert lightlens.score("Hello world", model=str(folder)).tokens == ["Hello", " world"]
+
+
+@pytest.mark.parametrize("options", [dict(retries=-1), dict(retries=True), dict(timeout="5"), dict(timeout=0),
+                                     dict(concurrency=0), dict(backoff=-1)])
+def test_server_options_are_checked_when_the_model_is_made(options):
+    from lightlens.remote import RemoteModel
+
+    with pytest.raises(ValueError, match=next(iter(options))):
+        RemoteModel("vllm", "http://127.0.0.1:9", **options)
+
+
+def test_numpy_integers_are_server_options_too():
+    import numpy as np
+
+    from lightlens.remote import RemoteModel
+
+    assert RemoteModel("vllm", "http://127.0.0.1:9", concurrency=np.int64(2)).concurrency == 2

@@ -196,22 +196,27 @@ def _run(lm, docs, journal: Journal, options: dict, per_part: int, rank: int, pr
     tokens, t0, last = 0, time.perf_counter(), time.perf_counter()
     rows: list[dict] = []
     desc = "scoring" if os.environ.get("WORLD_SIZE", "1") == "1" else f"rank {rank}"
-    with tqdm(total=len(docs), unit="doc", desc=desc, disable=not progress, smoothing=0.1) as bar:
-        try:
-            for n, r in _outcomes(lm, [t for _, t, _ in docs], options, per_part):
-                failed = isinstance(r, Exception)
-                doc_id, _, sha = docs[n]
-                rows.append({**(error_row(doc_id, r) if failed else result_row(doc_id, r)), "text_sha256": sha})
-                tokens += 0 if failed else len(r.tokens)
-                bar.update(1)
-                if len(rows) >= per_part or time.perf_counter() - last > 30:
-                    journal.append(rows, rank=rank)
-                    rows, last = [], time.perf_counter()
-                    bar.set_postfix_str(f"{tokens / max(last - t0, 1e-9):,.0f} tok/s", refresh=False)
-        finally:  # also on Ctrl-C or a failure of the whole run: what finished is kept
-            if rows:
+    bar = None  # opened with the first outcome: a run stopped at once prints its error alone
+    try:
+        for n, r in _outcomes(lm, [t for _, t, _ in docs], options, per_part):
+            if bar is None:
+                bar = tqdm(total=len(docs), unit="doc", desc=desc, disable=not progress, smoothing=0.1)
+            failed = isinstance(r, Exception)
+            doc_id, _, sha = docs[n]
+            rows.append({**(error_row(doc_id, r) if failed else result_row(doc_id, r)), "text_sha256": sha})
+            tokens += 0 if failed else len(r.tokens)
+            bar.update(1)
+            if len(rows) >= per_part or time.perf_counter() - last > 30:
                 journal.append(rows, rank=rank)
-        bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s")
+                rows, last = [], time.perf_counter()
+                bar.set_postfix_str(f"{tokens / max(last - t0, 1e-9):,.0f} tok/s", refresh=False)
+        if bar is not None:
+            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s")
+    finally:  # also on Ctrl-C or a failure of the whole run: what finished is kept
+        if rows:
+            journal.append(rows, rank=rank)
+        if bar is not None:
+            bar.close()
 
 
 def document_error(text) -> Exception | None:
@@ -245,8 +250,9 @@ def _outcomes(lm, texts: list, options: dict, per_batch: int):
 
 def stop_if_systemic(outcomes, first: int):
     """``outcomes`` (``(index, result or error)``) as they come, unless the ``first`` of them all
-    failed with the same error (type and message): most likely no document's fault (a dead
-    server, a broken model), so it is raised as a RuntimeError, none of them recorded.
+    failed with the same error (type and message), two or more of them, or one that a server's
+    transport gave (it cannot be the document's): most likely no document's fault (a dead server,
+    a broken model), so it is raised as a RuntimeError, none of them recorded.
 
     >>> list(stop_if_systemic(iter([(0, "ok"), (1, ValueError("bad"))]), 2))
     [(0, 'ok'), (1, ValueError('bad'))]
@@ -257,7 +263,8 @@ def stop_if_systemic(outcomes, first: int):
     stopped: the first 2 documents all failed with the same error, ... OSError: refused. Fix that and run again ...
     """
     head = [o for _, o in zip(range(first), outcomes)]
-    if head and all(isinstance(r, Exception) for _, r in head) and len({(type(r), str(r)) for _, r in head}) == 1:
+    same = head and all(isinstance(r, Exception) for _, r in head) and len({(type(r), str(r)) for _, r in head}) == 1
+    if same and (len(head) > 1 or _not_the_documents(head[0][1])):
         err = head[0][1]
         what = "the first document failed" if len(head) == 1 else \
             f"the first {len(head)} documents all failed with the same error"
@@ -265,6 +272,13 @@ def stop_if_systemic(outcomes, first: int):
                            f"{str(err).rstrip('.')}. Fix that and run again (what finished earlier is kept)") from err
     yield from head
     yield from outcomes
+
+
+def _not_the_documents(err: Exception) -> bool:
+    """A server that could not be reached or refused the request (not one that answered)."""
+    from ..errors import RemoteError, RemoteResponseError
+
+    return isinstance(err, RemoteError) and not isinstance(err, RemoteResponseError)
 
 
 def _results(lm, texts: list, options: dict, per_batch: int):

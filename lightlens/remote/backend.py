@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from tqdm.auto import tqdm
 
 from ..errors import RemoteResponseError
-from ..options import check_top_k
+from ..options import check_int, check_top_k
 from ..results.score_result import ScoreResult
 from .formats import FORMATS
 from .http import HttpPool, RetryPolicy, redact
@@ -43,8 +43,13 @@ class RemoteModel:
         if not isinstance(kind, str) or kind.lower() not in FORMATS:
             raise ValueError(f"unknown server kind {kind!r}: choose one of {', '.join(FORMATS)}")
         kind = kind.lower()
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        concurrency = check_int("concurrency", concurrency, minimum=1)
+        retries = check_int("retries", retries, minimum=0)
+        for name, value in (("timeout", timeout), ("backoff", backoff), ("max_wait", max_wait)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or (
+                    name == "timeout" and value == 0):
+                raise ValueError(f"{name} must be a number of seconds{' > 0' if name == 'timeout' else ' >= 0'}, "
+                                 f"got {value!r}")
         self.kind, self.format = kind, FORMATS[kind]
         self.pool = HttpPool([urls] if isinstance(urls, str) else list(urls),
                              api_key=api_key if api_key is not None else os.environ.get(API_KEY_ENV),
@@ -211,7 +216,9 @@ def is_remote(spec) -> bool:
     >>> is_remote("tgi+http://127.0.0.1:8080"), is_remote("VLLM+http://h:1"), is_remote("gpt2")
     (True, True, False)
     """
-    return isinstance(spec, str) and "+" in spec and spec.split("+", 1)[0].lower() in FORMATS
+    if not isinstance(spec, str) or "+" not in spec or os.path.exists(os.path.expanduser(spec)):
+        return False  # a local folder or file may have a "+" in its name
+    return spec.split("+", 1)[0].lower() in FORMATS
 
 
 def connect(spec: str, **options) -> RemoteModel:
