@@ -178,7 +178,7 @@ class HttpPool:
                     break
                 time.sleep(self.retry.delay(attempt, why.retry_after))
         raise RemoteError(
-            f"gave up after {len(reasons)} attempts; last: {reasons[-1]}. "
+            f"gave up after {len(reasons)} attempt{'s' if len(reasons) > 1 else ''}; last: {reasons[-1]}. "
             "Check that the server is up and not overloaded (or raise retries=/timeout=)."
         )
 
