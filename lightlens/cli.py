@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import LightlensError
 from .options import check_int, check_max_tokens, check_top_k, check_window_options
+from .text.documents import decode_utf8, read_text
 
 EPILOG = """examples:
   lightlens score "The cat sat on the mat."
@@ -190,22 +191,6 @@ def to_json(obj) -> str:
     return json.dumps(clean(obj), ensure_ascii=not utf8, allow_nan=False)
 
 
-def decode(data: bytes, what: str) -> str:
-    """``data`` as UTF-8, exactly (CRLF stays CRLF); invalid bytes are named by position.
-
-    >>> decode(b"a\\r\\nb", "x")
-    'a\\r\\nb'
-    >>> decode(b"ab\\xff", "the text")
-    Traceback (most recent call last):
-    ValueError: the text is not UTF-8: byte 0xff at byte offset 2 (convert it, e.g. iconv -t UTF-8)
-    """
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{what} is not UTF-8: byte 0x{data[err.start]:02x} at byte offset {err.start} "
-                         "(convert it, e.g. iconv -t UTF-8)") from None
-
-
 def _check_options(args) -> None:
     """The options alone, checked before any model is loaded or file read."""
     check_window_options(args.max_length, args.stride)
@@ -249,11 +234,11 @@ def _score(args):
         raise ValueError("give the text as an argument or with -f FILE (one of the two)")
     _check_options(args)
     if args.file is None:  # undecodable argv bytes arrive as lone surrogates: name them as bytes
-        text = decode(args.text.encode("utf-8", "surrogateescape"), "the text argument")
+        text = decode_utf8(args.text.encode("utf-8", "surrogateescape"), "the text argument")
     elif args.file == "-":
-        text = decode(sys.stdin.buffer.read(), "stdin")
+        text = decode_utf8(sys.stdin.buffer.read(), "stdin")
     else:
-        text = decode(Path(args.file).read_bytes(), args.file)
+        text = read_text(args.file)
     r = lightlens.score(text, model=_model(args), top_k=args.top_k, max_length=args.max_length,
                         stride=args.stride, bos=BOS[args.bos], method=args.method)
     if args.json:

@@ -252,9 +252,9 @@ def test_files_and_stdin_are_read_exactly(gpt2_dir, tmp_path):
 def test_invalid_utf8_is_named_by_position(gpt2_dir, tmp_path):
     argv = subprocess.run([sys.executable, "-m", "lightlens", "score", b"ok \xff", "--model", str(gpt2_dir)],
                           capture_output=True, text=True, timeout=300)
-    assert_fails_in_one_line(argv, "the text argument is not UTF-8: byte 0xff at byte offset 3")
+    assert_fails_in_one_line(argv, "the text argument: not valid UTF-8 at byte 3 (0xff")
     stdin = lightlens_cmd("score", "-f", "-", "--model", str(gpt2_dir), input=b"ab\xfe", text=False)
-    assert stdin.returncode == 1 and b"stdin is not UTF-8: byte 0xfe at byte offset 2" in stdin.stderr
+    assert stdin.returncode == 1 and b"stdin: not valid UTF-8 at byte 2 (0xfe" in stdin.stderr
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])

@@ -112,11 +112,22 @@ def read_text(path: str | os.PathLike) -> str:
     Traceback (most recent call last):
     ValueError: .../latin1.txt: not valid UTF-8 at byte 3 (...): save it as UTF-8 ...
     """
-    data = Path(path).read_bytes()
+    return decode_utf8(Path(path).read_bytes(), str(path))
+
+
+def decode_utf8(data: bytes, what: str) -> str:
+    """``data`` as UTF-8, exactly (CRLF stays CRLF); invalid bytes are named by position.
+
+    >>> decode_utf8(b"a\\r\\nb", "x")
+    'a\\r\\nb'
+    >>> decode_utf8(b"ab\\xff", "the text")
+    Traceback (most recent call last):
+    ValueError: the text: not valid UTF-8 at byte 2 (0xff, invalid start byte): save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE)
+    """
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not valid UTF-8 at byte {err.start} ({err.reason}): "
+        raise ValueError(f"{what}: not valid UTF-8 at byte {err.start} (0x{data[err.start]:02x}, {err.reason}): "
                          "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE)") from None
 
 
