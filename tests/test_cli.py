@@ -105,7 +105,7 @@ BAD_INPUTS = [  # (arguments, what the one line must say); {x} is a path under t
     (("score", "Hello", "--stride", "0"), "stride"),
     (("score", "-f", "{missing}"), "missing"),
     (("score", "-f", "{folder}"), "folder"),
-    (("score", "-f", "{latin1.txt}"), "byte offset 3"),
+    (("score", "-f", "{latin1.txt}"), "not valid UTF-8 at byte 3"),
     (("score", "Hello", "--model", DEAD, "--device", "cpu"), "--device"),
     (("score", "Hello", "--retries", "2"), "server"),
     (("score", "Hello", "--top-k", "three"), "--top-k"),
