@@ -332,3 +332,12 @@ def test_numpy_integers_are_server_options_too():
     from lightlens.remote import RemoteModel
 
     assert RemoteModel("vllm", "http://127.0.0.1:9", concurrency=np.int64(2)).concurrency == 2
+
+
+@pytest.mark.parametrize("piece", ["<html>", "<0x0A>"])
+def test_a_first_piece_that_only_looks_special_is_not_bos(piece):
+    from lightlens.errors import RemoteResponseError
+    from lightlens.remote.align import align
+
+    with pytest.raises(RemoteResponseError):
+        align("world", [piece, "world"])

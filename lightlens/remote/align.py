@@ -38,7 +38,8 @@ def _mismatch(text: str, i: int, piece: str, at: int) -> RemoteResponseError:
     )
 
 
-SPECIAL = re.compile(r"<[|｜]?[^<>\s]{1,48}[|｜]?>|\[[A-Z][A-Z_]{1,15}\]")  # <s> <|eot_id|> <｜…｜> [CLS]
+# <s> </s> <bos> <eos> <|eot_id|> <｜…｜> [CLS]; not markup such as <html> nor byte pieces <0x0A>
+SPECIAL = re.compile(r"</?(?:s|bos|eos|pad|unk)>|<[|｜][^<>\s]{1,48}[|｜]>|\[[A-Z][A-Z_]{1,15}\]")
 
 
 def is_special(piece: str, specials=()) -> bool:
