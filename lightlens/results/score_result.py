@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics import LN2, Totals, count_words
+from ..viz.colors import entropy_text, rank_text
 _ARRAYS = {  # field -> numpy dtype of the stored array
     "token_ids": np.int64,
     "offsets": np.int64,
@@ -164,8 +165,8 @@ class ScoreResult(Totals):
             scored = not math.isnan(lp)
             tok = _printable(self.tokens[i])[:18]
             line = (
-                f"{i:>5}  {tok:<18} {lp:>9.3f} {math.exp(lp):>7.3f} {_rank_cell(self.ranks[i]):>6} "
-                f"{_entropy_cell(self.entropy[i]):>8}"
+                f"{i:>5}  {tok:<18} {lp:>9.3f} {math.exp(lp):>7.3f} {rank_text(self.ranks[i]):>6} "
+                f"{entropy_text(self.entropy[i]):>8}"
                 if scored
                 else f"{i:>5}  {tok:<18} {'—':>9} {'—':>7} {'—':>6} {'—':>8}"
             )
@@ -289,20 +290,6 @@ class ScoreResult(Totals):
         if path.suffix == ".parquet":
             return _read_parquet(cls, path)
         raise ValueError(f"cannot load {path.name!r}: expected a .json or .parquet file")
-
-
-def _rank_cell(rank) -> str:
-    """A rank as the table prints it: "?" where it is not known (0 unscored, -1 not reported).
-
-    >>> _rank_cell(np.int64(3)), _rank_cell(np.int64(-1))
-    ('3', '?')
-    """
-    return str(int(rank)) if rank >= 1 else "?"
-
-
-def _entropy_cell(entropy) -> str:
-    """An entropy as the table prints it: "?" where the backend did not report it (NaN)."""
-    return "?" if math.isnan(entropy) else f"{entropy:.3f}"
 
 
 def _printable(s: str) -> str:

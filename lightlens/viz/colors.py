@@ -1,6 +1,8 @@
 """Metrics a token can be coloured by, their value ranges, and colour maps as hex strings."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -54,6 +56,25 @@ def known_ranks(ranks: np.ndarray) -> np.ndarray:
     [False, True, False, True]
     """
     return np.asarray(ranks) >= 1
+
+
+def rank_text(rank) -> str:
+    """A rank as views print it: "?" where it is not known (0 unscored, -1 not reported).
+
+    >>> rank_text(np.int64(3)), rank_text(-1)
+    ('3', '?')
+    """
+    return str(int(rank)) if rank >= 1 else "?"
+
+
+def entropy_text(entropy, unit: str = "") -> str:
+    """An entropy as views print it (3 decimals, then ``unit``): "?" where the backend did not
+    report it (NaN).
+
+    >>> entropy_text(1.23456, " nats"), entropy_text(float("nan"))
+    ('1.235 nats', '?')
+    """
+    return "?" if math.isnan(entropy) else f"{float(entropy):.3f}{unit}"
 
 
 def piece_starts(tokens: list[str]) -> list[int]:

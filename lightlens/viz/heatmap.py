@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .colors import GLTR_BUCKETS, character_values, get_metric, gradient_css, piece_starts, rank_colors, to_hex
+from .colors import (
+    GLTR_BUCKETS, character_values, entropy_text, get_metric, gradient_css, piece_starts, rank_colors, rank_text, to_hex,
+)
 
 MAX_TOKENS = 20_000
 SCROLL_AFTER = 600
@@ -75,14 +77,6 @@ def _visible(text: str) -> str:
     return out.replace("\n", "<span class='ll-ws'>↵</span>\n")
 
 
-def _rank(rank) -> str:
-    return str(int(rank)) if rank >= 1 else "?"  # 0: unscored, -1: not reported
-
-
-def _entropy(entropy) -> str:
-    return f"{float(entropy):.3f} nats" if not math.isnan(entropy) else "?"
-
-
 def _tip(r, first: int, i: int, top: int) -> str:
     """Tooltip text of token i (with ``first..i-1``, the byte-pieces of a character it completes):
     the token, its numbers, every piece, and the top alternatives where the token starts."""
@@ -96,7 +90,7 @@ def _tip(r, first: int, i: int, top: int) -> str:
     lp = float(np.sum(r.logprobs[scored], dtype=np.float64))
     lines.append(f"logprob {lp:.3f}   p {math.exp(lp):.4f}   {-lp / math.log(2):.2f} bits")
     if first == i:
-        lines.append(f"rank {_rank(r.ranks[i])}   entropy {_entropy(r.entropy[i])}")
+        lines.append(f"rank {rank_text(r.ranks[i])}   entropy {entropy_text(r.entropy[i], ' nats')}")
     else:
         lines += [_piece(r, j) for j in pieces]
     k = min(top, r.top_k_ids.shape[1])
@@ -111,8 +105,8 @@ def _piece(r, j: int) -> str:
     """One byte-piece's line in its character's tooltip."""
     if not r.scored[j]:
         return f"  id {int(r.token_ids[j])}  not scored"
-    return (f"  id {int(r.token_ids[j])}  logprob {r.logprobs[j]:.3f}  rank {_rank(r.ranks[j])}  "
-            f"entropy {_entropy(r.entropy[j])}")
+    return (f"  id {int(r.token_ids[j])}  logprob {r.logprobs[j]:.3f}  rank {rank_text(r.ranks[j])}  "
+            f"entropy {entropy_text(r.entropy[j], ' nats')}")
 
 
 def _escape_tip(lines: list[str]) -> str:

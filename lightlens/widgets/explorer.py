@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..viz.colors import METRICS
+from ..viz.colors import METRICS, entropy_text, rank_text
 from ..viz.heatmap import heatmap_html
 
 SAMPLE = ("The quick brown fox jumps over the lazy dog. Researchers measure how surprised a "
@@ -124,8 +124,7 @@ class Explorer:
             for t, p in zip(r.top_k_tokens[i], r.top_k_logprobs[i]))
         self.detail.value = (
             f"<div style='font-size:12px'><code>{html.escape(repr(r.tokens[i]))}</code> logprob {lp:.3f}, "
-            f"p {math.exp(lp):.4f}, rank {int(r.ranks[i]) if r.ranks[i] > 0 else '?'}, "
-            f"entropy {'?' if math.isnan(r.entropy[i]) else f'{float(r.entropy[i]):.3f}'}"
+            f"p {math.exp(lp):.4f}, rank {rank_text(r.ranks[i])}, entropy {entropy_text(r.entropy[i])}"
             f"<table style='margin-top:4px'><tr><th align=left>alternative</th><th>p</th><th>logprob</th></tr>"
             f"{rows}</table></div>")
 
