@@ -1,5 +1,5 @@
-"""What both ops share, in torch only: the result type, the statistics of one chunk of float32
-logits (the references' building block), chunking, and which implementation runs.
+"""What both ops share, in torch only: the result type, targets, joining row blocks, and which
+implementation runs (the references' tile-by-tile statistics are in :mod:`.online`).
 
 Shapes and dtypes:
     logits  [T, V]  fp32 / fp16 / bf16, any row stride
@@ -17,7 +17,7 @@ import torch
 
 IGNORE_INDEX = -100
 MAX_TOP_K = 64  # the most alternatives any path keeps per token (the Triton kernels' register budget)
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 8 * 2**20  # one float32 tile of logits on the CPU path: fits the last-level cache
 
 
 class TokenStats(NamedTuple):
@@ -38,28 +38,10 @@ class TokenStats(NamedTuple):
     top_k_logprobs: torch.Tensor
 
 
-def row_stats(x: torch.Tensor, targets: torch.Tensor, top_k: int, ignore_index: int) -> TokenStats:
-    """Statistics of float32 logits ``x`` [T, V] (no chunking; the building block)."""
-    lse = torch.logsumexp(x, dim=-1)
-    p = (x - lse[:, None]).exp_()
-    # H = lse - sum(p·x); a -inf logit gives 0·(-inf) = NaN there, so such rows are redone
-    # with 0·log 0 = 0 spelled out (a row with a NaN logit stays NaN either way).
-    entropy = lse - torch.linalg.vecdot(p, x)
-    redo = torch.isnan(entropy) & ~torch.isnan(lse)
-    if redo.any():
-        xr, pr = x[redo], p[redo]
-        entropy[redo] = -torch.where(pr == 0, torch.zeros_like(pr), pr * (xr - lse[redo, None])).sum(-1)
+def split_targets(targets: torch.Tensor, ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(targets with ignored rows set to id 0, which rows are ignored)."""
     ignored = targets == ignore_index
-    safe = torch.where(ignored, torch.zeros_like(targets), targets)
-    target_logit = x.gather(1, safe[:, None])
-    logprob = (target_logit[:, 0] - lse).masked_fill(ignored, float("nan"))
-    rank = ((x > target_logit).sum(-1) + 1).masked_fill(ignored, 0)
-    top_vals, top_ids = x.topk(min(top_k, x.shape[-1]), dim=-1)
-    return TokenStats(logprob, lse, entropy, rank, top_ids, top_vals - lse[:, None])
-
-
-def chunk_rows(v: int, chunk_bytes: int) -> int:
-    return max(1, chunk_bytes // (4 * max(v, 1)))
+    return targets.masked_fill(ignored, 0), ignored
 
 
 def cat_stats(parts: list[TokenStats], device, k: int) -> TokenStats:

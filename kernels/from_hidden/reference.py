@@ -1,11 +1,22 @@
 """`fused_token_stats_reference`: the statistics of ``head(hidden)`` in pure torch, the logits
-existing one chunk of rows at a time; and `head_logits`, what an LM head computes. The CPU path,
-and the oracle the Triton kernel is tested against."""
+existing one cache-sized tile at a time (rows × a slice of the vocabulary, the slice's matmul
+written into a reused buffer, folded in by :class:`..online.OnlineStats`); and `head_logits`,
+what an LM head computes. The CPU path, and the Triton kernel's twin."""
 from __future__ import annotations
 
 import torch
 
-from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats, cat_stats, chunk_rows, row_stats
+from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats, cat_stats, split_targets
+from ..online import OnlineStats, flat_buffer, tile, tile_shape
+
+
+def head_transform(x: torch.Tensor, logit_scale: float | None, softcap: float | None) -> torch.Tensor:
+    """Logit scale, then softcap ``softcap·tanh(x / softcap)``, in place on float32 ``x``."""
+    if logit_scale is not None:
+        x.mul_(logit_scale)
+    if softcap is not None:
+        x.div_(softcap).tanh_().mul_(softcap)
+    return x
 
 
 def head_logits(
@@ -15,13 +26,13 @@ def head_logits(
     logit_scale: float | None = None,
     softcap: float | None = None,
 ) -> torch.Tensor:
-    """The logits an LM head computes: ``softcap·tanh((h Wᵀ + b)·scale / softcap)``, float32."""
+    """The logits an LM head computes: ``softcap·tanh((h Wᵀ + b)·scale / softcap)``, float32.
+
+    >>> head_logits(torch.ones(1, 2), torch.eye(2), softcap=1.0).tolist() == [[0.7615941762924194] * 2]
+    True
+    """
     x = (hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)).float()
-    if logit_scale is not None:
-        x = x * logit_scale
-    if softcap is not None:
-        x = softcap * torch.tanh(x / softcap)
-    return x
+    return head_transform(x, logit_scale, softcap)
 
 
 def fused_token_stats_reference(
@@ -38,16 +49,39 @@ def fused_token_stats_reference(
 ) -> TokenStats:
     """Token statistics from the last hidden state [T, D] and the unembedding [V, D].
 
-    The logits exist only one chunk of rows at a time.
+    The logits exist only one tile (at most ``chunk_bytes`` of float32) at a time.
 
     >>> h, w = torch.eye(2), torch.eye(2)
     >>> s = fused_token_stats_reference(h, w, torch.tensor([0, 0]))
     >>> [int(r) for r in s.rank]
     [1, 2]
     """
-    rows = chunk_rows(weight.shape[0], chunk_bytes)
+    hidden = hidden.to(weight.dtype)
+    (t, _), v, k = hidden.shape, weight.shape[0], min(top_k, weight.shape[0])
+    rows, cols = tile_shape(t, v, chunk_bytes)
+    acc = OnlineStats(rows=rows, width=cols, top_k=k, device=hidden.device)
+    buffer = flat_buffer(rows, cols, device=hidden.device)
     parts = []
-    for i in range(0, hidden.shape[0], rows):
-        x = head_logits(hidden[i : i + rows], weight, bias, logit_scale, softcap)
-        parts.append(row_stats(x, targets[i : i + rows], top_k, ignore_index))
-    return cat_stats(parts, hidden.device, min(top_k, weight.shape[0]))
+    for r0 in range(0, t, rows):
+        h = hidden[r0 : r0 + rows]
+        safe, ignored = split_targets(targets[r0 : r0 + rows], ignore_index)
+        # the target's logit as a row-wise dot product; its own column is excluded from the rank
+        t_dot = torch.linalg.vecdot(h.float(), weight[safe].float())
+        if bias is not None:
+            t_dot = t_dot + bias[safe].float()
+        acc.begin(head_transform(t_dot, logit_scale, softcap), safe, ignored)
+        for v0 in range(0, v, cols):
+            n = min(cols, v - v0)
+            acc.add(_head_tile(h, weight[v0 : v0 + n], None if bias is None else bias[v0 : v0 + n],
+                               tile(buffer, h.shape[0], n), logit_scale, softcap), v0)
+        parts.append(acc.finish())
+    return cat_stats(parts, hidden.device, k)
+
+
+def _head_tile(h, w, b, out, logit_scale, softcap) -> torch.Tensor:
+    """``head(h)`` for the vocabulary slice ``w`` [n, D], written into the float32 tile ``out``."""
+    if h.dtype == torch.float32:
+        torch.mm(h, w.T, out=out) if b is None else torch.addmm(b.float(), h, w.T, out=out)
+    else:  # half precision: the matmul in the weights' dtype, as the model's head does it
+        out.copy_(h @ w.T if b is None else torch.addmm(b, h, w.T))
+    return head_transform(out, logit_scale, softcap)

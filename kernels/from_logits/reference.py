@@ -1,11 +1,12 @@
-"""`token_stats_reference`: the statistics of logits [T, V] in pure torch, a chunk of rows at a
-time, so the float32 copy never exceeds ``chunk_bytes`` (extra memory O(chunk + T·k)). The CPU
-path, and the oracle the Triton kernel is tested against."""
+"""`token_stats_reference`: the statistics of logits [T, V] in pure torch, one cache-sized
+float32 tile at a time (:class:`..online.OnlineStats`), so the float32 copy never exceeds
+``chunk_bytes`` (extra memory O(chunk + T·k)). The CPU path, and the Triton kernel's twin."""
 from __future__ import annotations
 
 import torch
 
-from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats, cat_stats, chunk_rows, row_stats
+from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats, cat_stats, split_targets
+from ..online import OnlineStats, flat_buffer, tile, tile_shape
 
 
 def token_stats_reference(
@@ -22,9 +23,17 @@ def token_stats_reference(
     >>> round(float(s.logprob[0]), 4), int(s.rank[0])
     (-0.6931, 1)
     """
-    rows = chunk_rows(logits.shape[-1], chunk_bytes)
-    parts = [
-        row_stats(logits[i : i + rows].float(), targets[i : i + rows], top_k, ignore_index)
-        for i in range(0, logits.shape[0], rows)
-    ]
-    return cat_stats(parts, logits.device, min(top_k, logits.shape[-1]))
+    (t, v), k = logits.shape, min(top_k, logits.shape[-1])
+    rows, cols = tile_shape(t, v, chunk_bytes)
+    acc = OnlineStats(rows=rows, width=cols, top_k=k, device=logits.device)
+    buffer = flat_buffer(rows, cols, device=logits.device)
+    parts = []
+    for r0 in range(0, t, rows):
+        x = logits[r0 : r0 + rows]
+        safe, ignored = split_targets(targets[r0 : r0 + rows], ignore_index)
+        acc.begin(x.gather(1, safe[:, None])[:, 0], safe, ignored)
+        for v0 in range(0, v, cols):
+            n = min(cols, v - v0)
+            acc.add(tile(buffer, x.shape[0], n).copy_(x[:, v0 : v0 + n]), v0)
+        parts.append(acc.finish())
+    return cat_stats(parts, logits.device, k)
