@@ -48,7 +48,8 @@ def score(
         stride: how far the window moves (default: half of ``max_length``);
             ``stride=max_length`` gives disjoint windows.
         bos: None follows the tokenizer; True/False force a BOS token before the text.
-        batch_size: windows per forward pass (default 8).
+        batch_size: at most this many windows per forward pass (default: no limit;
+            a batch holds at most 2,048 padded tokens on CPU and 32,768 on GPU).
         progress: show a progress bar (default: when there is more than one batch).
         device: "cpu", "cuda", "cuda:1"… (default: CUDA when present).
         dtype: "float32", "bfloat16", "float16" or a torch dtype (default: bf16 on GPU, fp32 on CPU).
@@ -92,7 +93,7 @@ def perplexity(
         max_length: window length (default: the model's context).
         stride: how far the window moves (default: half the window).
         bos: as in :func:`score`.
-        batch_size: windows per forward pass (default 8; not with a server).
+        batch_size: as in :func:`score` (not with a server).
         progress: show a progress bar.
         max_tokens: keep only each document's first that many tokens (quick, comparable runs).
         text_field: the field or column holding the text (JSONL, dicts, DataFrames, datasets).

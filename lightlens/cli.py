@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="the corpus file")
     p.add_argument("--max-tokens", type=int, help="score only each document's first N tokens")
-    p.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
+    p.add_argument("--batch-size", type=int, help="at most this many windows per forward pass (default: as many as 2,048 tokens on CPU, 32,768 on GPU allow)")
     _add_model_options(p)
 
     c = sub.add_parser("corpus", help="score every document into a Parquet file, resumably (also under torchrun)",
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--text-field", default="text", help="the JSONL field holding the text (default text)")
     c.add_argument("--id-field", default="id", help="the JSONL field holding the document id (default id)")
     c.add_argument("--top-k", type=int, default=0, help="alternatives to keep per token (default 0)")
-    c.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    c.add_argument("--batch-size", type=int, help="at most this many windows per forward pass (default: as many as 2,048 tokens on CPU, 32,768 on GPU allow)")
     c.add_argument("--overwrite", action="store_true",
                    help="discard an existing --out of a different job (model, options or texts) instead of failing")
     _add_model_options(c)

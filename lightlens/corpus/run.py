@@ -29,7 +29,7 @@ def score_corpus(
     max_length: int | None = None,
     stride: int | None = None,
     bos: bool | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     docs_per_part: int | None = None,
     text_field: str = "text",
     id_field: str = "id",
@@ -56,7 +56,7 @@ def score_corpus(
         max_length: window length (default: the model's context).
         stride: how far the window moves (default: half the window).
         bos: as in :func:`score`.
-        batch_size: windows per forward pass.
+        batch_size: as in :func:`score` (not with a server).
         docs_per_part: documents per Parquet part (default 64; 8 × concurrency for a server).
         text_field: the field or column holding the text.
         id_field: the field or column holding the document id (default: the position).
@@ -74,7 +74,7 @@ def score_corpus(
     from . import distributed
 
     options = check_options(top_k=top_k, max_length=max_length, stride=stride, bos=bos)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1, none=True)
     docs_per_part = check_int("docs_per_part", docs_per_part, minimum=1, none=True)
     journal = Journal(out)
     journal.check_destination()

@@ -8,15 +8,16 @@ log-softmax of a whole sequence never exists.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import NoScoredTokensWarning
-from ..kernels import token_stats
+from ..kernels import TokenStats, token_stats
 from ..options import check_bos, check_int, check_top_k, check_window_options
 from .head import last_hidden
 from ..results.score_result import ScoreResult
@@ -58,7 +59,7 @@ class _Doc:
 
     def result(self, lm, window: dict) -> ScoreResult:
         enc = self.enc
-        top_tokens = [lm.decode_ids(row) if row and row[0] >= 0 else [""] * len(row) for row in self.top_ids.tolist()]
+        top_tokens = lm.token_strings(self.top_ids).tolist()  # each distinct id decoded once
         if not (~np.isnan(self.logprobs)).any():
             warnings.warn(
                 f"no token of {enc.text[:40]!r} could be scored (one token and no BOS): "
@@ -95,15 +96,16 @@ def score_texts(
     max_length: int | None = None,
     stride: int | None = None,
     bos: bool | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     batch_tokens: int | None = None,
     progress: bool | None = None,
     method: str = "auto",
 ) -> list[ScoreResult]:
     """Score each text with ``lm`` (a :class:`LanguageModel`); one result per text.
 
-    A batch holds at most ``batch_size`` windows and ``batch_tokens`` padded tokens (default
-    2,048 on CPU, where bigger batches only cost memory, and 32,768 on GPU). ``method``:
+    A batch holds at most ``batch_tokens`` padded tokens (default 2,048 on CPU, where bigger
+    batches only cost memory, and 32,768 on GPU) and, if given, at most ``batch_size`` windows.
+    ``method``:
     ``"auto"``, ``"fused"`` (from hidden states) or ``"logits"``; see :func:`check_method`.
 
     >>> rs = score_texts(tiny, ["Hello world", "Hello again, world."], top_k=2)
@@ -113,7 +115,7 @@ def score_texts(
     if isinstance(texts, str) or not len(texts):
         raise ValueError("give a non-empty list of texts (or one str to lightlens.score)")
     top_k = check_top_k(top_k)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1, none=True)
     max_length, stride = check_window_options(max_length, stride)
     bos = check_bos(bos)
     check_method(method)
@@ -130,7 +132,7 @@ def score_texts(
     jobs = sorted(((d, w) for d in docs for w in d.windows), key=lambda j: j[1].begin - j[1].end)
     if batch_tokens is None:
         batch_tokens = 2048 if lm.device.type == "cpu" else 32768
-    batches = make_batches(jobs, batch_size, batch_tokens)
+    batches = make_batches(jobs, batch_size or len(jobs), batch_tokens)
     total = sum(w.last - w.first for _, w in jobs)
     show = len(batches) > 1 if progress is None else progress
     with tqdm(total=total, unit="tok", desc="scoring", disable=not show) as bar:
@@ -154,29 +156,7 @@ def make_batches(jobs: list, batch_size: int, batch_tokens: int) -> list[list]:
 
 
 def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int, method: str) -> None:
-    width = max(w.end - w.begin for _, w in batch)
-    pad = lm.tokenizer.pad_token_id
-    ids = torch.full((len(batch), width), 0 if pad is None else pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    rows_b, rows_t, targets = [], [], []
-    for b, (doc, w) in enumerate(batch):
-        ids[b, : w.end - w.begin] = torch.from_numpy(doc.enc.ids[w.begin : w.end])
-        mask[b, : w.end - w.begin] = 1
-        rows_b += [b] * len(w.positions)
-        rows_t += list(w.positions)
-        targets.append(doc.enc.ids[w.first : w.last])
-    device = lm.device
-    stats = forward_stats(
-        lm,
-        ids.to(device),
-        None if bool(mask.all()) else mask.to(device),
-        torch.tensor(rows_b, device=device),
-        torch.tensor(rows_t, device=device),
-        torch.from_numpy(np.concatenate(targets)).to(device),
-        top_k,
-        method,
-    )
-    stats = type(stats)(*(t.cpu() for t in stats))
+    stats = host_stats(forward_stats(lm, batch_inputs(lm, batch), top_k=top_k, method=method))
     start = 0
     for doc, w in batch:
         n = w.last - w.first
@@ -184,14 +164,88 @@ def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int, method: str) ->
         start += n
 
 
+class Batch(NamedTuple):
+    """A padded batch on the model's device: ids [B, L], mask [B, L] (None: nothing padded),
+    and for each target in order its row, position and id; ``first``: the smallest position
+    (a host int, so that asking for fewer logits needs no device sync)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor | None
+    rows_b: torch.Tensor
+    rows_t: torch.Tensor
+    targets: torch.Tensor
+    first: int
+
+
+def batch_inputs(lm, batch: list[tuple[_Doc, Window]]) -> Batch:
+    """A batch's model input on ``lm.device``: right-padded ids [B, L], the attention mask (None
+    when nothing is padded), and for each target in order its (row, position) and id.
+
+    Built with numpy on the host (no per-token Python), the targets checked against the
+    vocabulary there, and copied to a GPU from pinned memory without blocking.
+    """
+    lengths = np.array([w.end - w.begin for _, w in batch])
+    counts = np.array([w.last - w.first for _, w in batch])
+    first_pos = np.array([w.first - 1 - w.begin for _, w in batch])
+    pad = lm.tokenizer.pad_token_id
+    ids = np.full((len(batch), lengths.max()), 0 if pad is None else pad, dtype=np.int64)
+    for b, (doc, w) in enumerate(batch):
+        ids[b, : lengths[b]] = doc.enc.ids[w.begin : w.end]
+    rows_b = np.repeat(np.arange(len(batch)), counts)
+    rows_t = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - first_pos, counts)
+    targets = np.concatenate([doc.enc.ids[w.first : w.last] for doc, w in batch])
+    vocab = lm.vocab_size
+    if len(targets) and (targets.min() < 0 or targets.max() >= vocab):
+        bad = int(targets[(targets < 0) | (targets >= vocab)][0])
+        raise ValueError(f"the tokenizer produced id {bad}, outside the model's vocabulary of {vocab}: "
+                         "the tokenizer does not belong to this model")
+    mask = None if (lengths == lengths.max()).all() else np.arange(ids.shape[1])[None, :] < lengths[:, None]
+    host = [ids, mask, rows_b, rows_t, targets]
+    on_device = [None if a is None else to_device(torch.from_numpy(np.ascontiguousarray(a)).long(), lm.device)
+                 for a in host]
+    return Batch(*on_device, first=int(first_pos.min()))
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; to a GPU through pinned memory with a non-blocking copy."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def host_stats(stats: TokenStats) -> TokenStats:
+    """The statistics on the host, as numpy-ready CPU tensors: from a GPU in one packed transfer
+    (float32 columns, ranks and ids bit-cast from int32) instead of one copy per statistic."""
+    if stats.logprob.device.type == "cpu":
+        return stats
+    k = stats.top_k_ids.shape[1]
+    as_f32 = lambda t: t.to(torch.int32).view(torch.float32)  # noqa: E731 (exact for ids < 2^31)
+    packed = torch.cat([stats.logprob[:, None], stats.logsumexp[:, None], stats.entropy[:, None],
+                        as_f32(stats.rank)[:, None], as_f32(stats.top_k_ids), stats.top_k_logprobs], 1)
+    host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+    host.copy_(packed)  # one synchronous device-to-host copy
+    ints = lambda t: t.contiguous().view(torch.int32).long()  # noqa: E731
+    return TokenStats(host[:, 0], host[:, 1], host[:, 2], ints(host[:, 3]), ints(host[:, 4 : 4 + k]),
+                      host[:, 4 + k :])
+
+
 @torch.inference_mode()
-def forward_stats(lm, ids, mask, rows_b, rows_t, targets, top_k: int, method: str = "auto"):
-    """Statistics of the predictions at ``(rows_b, rows_t)`` of a padded batch ``ids`` [B, T]."""
+def forward_stats(lm, batch: Batch, *, top_k: int, method: str = "auto") -> TokenStats:
+    """Statistics of the predictions at ``(rows_b, rows_t)`` of a padded :class:`Batch`.
+
+    The fused path runs the model's body and turns only the picked rows' hidden states into
+    statistics; the logits path asks the model for the logits of the last positions it needs
+    only (``logits_to_keep``) when the model takes that argument.
+    """
+    ids, mask, rows_b, rows_t, targets, first = batch
     head = lm.head if method != "logits" else None
     if head is not None:
         hidden = last_hidden(lm.model, ids, mask)  # on the last GPU when spread by device_map
         picked = hidden[rows_b.to(hidden.device), rows_t.to(hidden.device)].to(head.weight.device)
         return head.stats(picked, targets.to(head.weight.device), top_k)
-    logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    keep = {}
+    if "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
+        keep, rows_t = {"logits_to_keep": ids.shape[1] - first}, rows_t - first
+    logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False, **keep).logits
     rows_b, rows_t, targets = (t.to(logits.device) for t in (rows_b, rows_t, targets))
     return token_stats(logits[rows_b, rows_t], targets, top_k)

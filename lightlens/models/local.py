@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ..engine.head import Head, find_head
@@ -25,7 +26,7 @@ class LanguageModel:
         self.source = source
         self.revision = revision
         self._head: Head | None | bool = False  # False: not looked up yet
-        self._decoded: dict[int, str] = {}
+        self._strings = np.empty(0, dtype=object)  # token_strings' table: id -> decoded string
 
     @property
     def device(self) -> torch.device:
@@ -67,12 +68,31 @@ class LanguageModel:
             "backend": "transformers",
         }
 
-    def decode_ids(self, ids: Sequence[int]) -> list[str]:
-        """Each id decoded on its own (cached), for top-k alternatives."""
-        missing = [i for i in set(ids) if i not in self._decoded]
-        for i in missing:
-            self._decoded[i] = self.tokenizer.decode([i])
-        return [self._decoded[i] for i in ids]
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the model takes (its input embedding's rows)."""
+        return int(self.model.get_input_embeddings().weight.shape[0])
+
+    def token_strings(self, ids) -> np.ndarray:
+        """Each id decoded on its own, as an object array shaped like ``ids`` (-1: ""); every
+        distinct id is decoded once per model, so top-k strings cost a table lookup.
+
+        >>> tiny.token_strings(np.array([[-1, 0]])).shape
+        (1, 2)
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        valid = ids[ids >= 0]
+        if valid.size:
+            if valid.max() >= len(self._strings):
+                grown = np.empty(int(valid.max()) + 1, dtype=object)
+                grown[: len(self._strings)] = self._strings
+                self._strings = grown
+            new = np.unique(valid)
+            new = new[np.equal(self._strings[new], None)]
+            self._strings[new] = self.tokenizer.batch_decode(new[:, None].tolist())
+        out = np.full(ids.shape, "", dtype=object)
+        out[ids >= 0] = self._strings[valid]
+        return out
 
     def score(self, text: str | Sequence[str], *, top_k: int = 5, max_length: int | None = None,
               stride: int | None = None, bos: bool | None = None, batch_size: int | None = None,
@@ -87,7 +107,7 @@ class LanguageModel:
         from ..text.tokens import check_texts
 
         options = dict(top_k=top_k, max_length=max_length, stride=stride, bos=bos,
-                       batch_size=8 if batch_size is None else batch_size, progress=progress, method=method)
+                       batch_size=batch_size, progress=progress, method=method)
         if isinstance(text, str):
             return score_texts(self, [text], **options)[0]
         return score_texts(self, check_texts(text), **options)
