@@ -119,6 +119,10 @@ class OnlineStats:
     def _merge_top(self, x: torch.Tensor, v0: int, tile_max: torch.Tensor) -> None:
         """Merge the tile into the running top-k, only for rows whose tile holds a logit above
         their k-th best so far (after the first tiles, few do); equal logits keep the lower id."""
+        if v0 == 0:  # the first tile: every row
+            vals, ids = x.topk(min(self.k, x.shape[1]), dim=1)
+            self.top_vals[:, : vals.shape[1]], self.top_ids[:, : ids.shape[1]] = vals, ids
+            return
         rows = (tile_max > self.top_vals[:, -1]).nonzero()[:, 0]
         if not len(rows):
             return
