@@ -1,6 +1,7 @@
 """Benchmarks anyone can run from the repository: ``python -m benchmarks cpu|kernels|client``.
 
-cpu: end to end against a hand-written loop (:mod:`benchmarks.cpu`); kernels: the token
+cpu: the main job against a plain loop, many short texts, llama.cpp when built
+(:mod:`benchmarks.cpu`, :mod:`benchmarks.short`, :mod:`benchmarks.llamacpp`); kernels: the token
 statistics ops (:mod:`benchmarks.kernels`); client: remote-backend documents/s against an
 instant local server (:mod:`benchmarks.client`). Every figure goes into RESULTS.md.
 """
@@ -20,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["cpu", "kernels", "client"])
     p.add_argument("--data", default=str(cpu.DEFAULT_DATA), help="text file (default: WikiText-2 test in ../shared)")
-    p.add_argument("--tokens", type=int, default=16384)
-    p.add_argument("--max-length", type=int, default=2048)
-    p.add_argument("--stride", type=int, default=2048)
+    p.add_argument("--tokens", type=int, default=4096, help="cpu: tokens of the text (default 4096)")
+    p.add_argument("--max-length", type=int, default=2048, help="cpu: the disjoint windows' length (default 2048)")
+    p.add_argument("--runs", type=int, default=3, help="cpu: fresh processes per side; medians (default 3)")
+    p.add_argument("--llama-cpp", help="cpu: a llama.cpp build folder (default $LLAMA_CPP_DIR or ../llamacpp)")
     p.add_argument("--kind", default="vllm", help="client: the server format (default vllm)")
     p.add_argument("--docs", type=int, default=2000, help="client: documents to send (default 2000)")
     p.add_argument("--concurrency", type=int, default=32, help="client: requests in flight (default 32)")
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         r = client.run(kind=args.kind, docs=args.docs, concurrency=args.concurrency)
         client.print_table(r)
     else:
-        r = cpu.run_cpu(args.data, args.tokens, args.max_length, args.stride)
+        r = cpu.run_cpu(args.data, args.tokens, args.max_length, args.runs, args.llama_cpp)
         cpu.print_table(r)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -230,19 +230,35 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def host_stats(stats: TokenStats) -> TokenStats:
-    """The statistics on the host, as numpy-ready CPU tensors: from a GPU in one packed transfer
-    (float32 columns, ranks and ids bit-cast from int32) instead of one copy per statistic."""
+    """The statistics on the host: from a GPU in one packed transfer (:func:`pack_stats`) into
+    pinned memory instead of one copy per statistic."""
     if stats.logprob.device.type == "cpu":
         return stats
-    k = stats.top_k_ids.shape[1]
-    as_f32 = lambda t: t.to(torch.int32).view(torch.float32)  # noqa: E731 (exact for ids < 2^31)
-    packed = torch.cat([stats.logprob[:, None], stats.logsumexp[:, None], stats.entropy[:, None],
-                        as_f32(stats.rank)[:, None], as_f32(stats.top_k_ids), stats.top_k_logprobs], 1)
+    packed = pack_stats(stats)
     host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
-    host.copy_(packed)  # one synchronous device-to-host copy
+    host.copy_(packed)  # the batch's one device-to-host copy
+    return unpack_stats(host, stats.top_k_ids.shape[1])
+
+
+def pack_stats(stats: TokenStats) -> torch.Tensor:
+    """Every statistic as one float32 [N, 4 + 2k] tensor: logprob, logsumexp, entropy, then rank
+    and the top-k ids bit-cast from int32 (exact), then the top-k logprobs.
+
+    >>> s = token_stats(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([1]), top_k=2)
+    >>> u = unpack_stats(pack_stats(s), 2)
+    >>> u.rank.tolist(), u.top_k_ids.tolist(), u.logprob.tolist() == s.logprob.tolist()
+    ([2], [[2, 1]], True)
+    """
+    bits = lambda t: t.to(torch.int32).view(torch.float32)  # noqa: E731
+    return torch.cat([stats.logprob[:, None], stats.logsumexp[:, None], stats.entropy[:, None],
+                      bits(stats.rank)[:, None], bits(stats.top_k_ids), stats.top_k_logprobs], 1)
+
+
+def unpack_stats(packed: torch.Tensor, k: int) -> TokenStats:
+    """The :class:`TokenStats` that :func:`pack_stats` packed (k alternatives per row)."""
     ints = lambda t: t.contiguous().view(torch.int32).long()  # noqa: E731
-    return TokenStats(host[:, 0], host[:, 1], host[:, 2], ints(host[:, 3]), ints(host[:, 4 : 4 + k]),
-                      host[:, 4 + k :])
+    return TokenStats(packed[:, 0], packed[:, 1], packed[:, 2], ints(packed[:, 3]),
+                      ints(packed[:, 4 : 4 + k]), packed[:, 4 + k :])
 
 
 @torch.inference_mode()
