@@ -1,41 +1,208 @@
-"""Compile the Triton kernels for a GPU that is not here: ``python -m lightlens.kernels.aot``.
+"""Compile the Triton kernels for a GPU that is not here, and report what they use.
 
-CI has no GPU; this proves that both kernels, with the launch configurations their launchers
-use (each op's ``kernel.compile_sources``), go through Triton's whole pipeline (TTIR → TTGIR →
-LLVM → PTX → cubin via ptxas) for Hopper (sm_90) and Ampere (sm_80). It runs without
-``TRITON_INTERPRET``.
+    python -m lightlens.kernels.aot [--report] [--json] [--jobs N] [ARCH ...]   (ARCH: 90, 80)
+
+CI has no GPU; this proves that every kernel a launcher can pick on a GPU (each op's
+``kernel.shipped_configs()`` with the tiles, warps and stages of its ``launch_config``, and
+the split-V merge kernel) goes through Triton's whole pipeline (TTIR → TTGIR → LLVM → PTX →
+cubin via ptxas) for Hopper (sm_90a) and Ampere (sm_80). It runs without ``TRITON_INTERPRET``.
+
+Each kernel is compiled with the specialisation a real launch gets (16-byte aligned pointers;
+strides, hidden size and vocabulary multiples of 16, as every real model has) and without it
+(an odd vocabulary such as GPT-2's 50,257, a tiny hidden size: scalar loads; the fused
+kernel's launcher picks other tiles then). ``--report`` prints, from ``ptxas -v`` (the ptxas
+Triton ships, run by Triton on the PTX it produced, its log captured), registers per thread,
+spill stores / loads in bytes, shared memory per block, and the occupancy these allow
+(:func:`occupancy`). Each kernel serves split and unsplit launches and every head variant.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
 import sys
-
-import triton
-from triton.backends.compiler import GPUTarget
-
-from .from_hidden import kernel as from_hidden
-from .from_logits import kernel as from_logits
-
-DTYPES = ("bf16", "fp16", "fp32")
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from typing import NamedTuple
 
 
-def compile_all(arch: int = 90) -> list[str]:
-    """Compile every configuration for ``sm_<arch>``; returns one line per kernel."""
-    target = GPUTarget("cuda", arch, 32)
-    lines = []
-    for dtype in DTYPES:
-        for k in (0, 20):
-            kern = triton.compile(from_logits.compile_sources(dtype, k), target=target,
-                                  options={"num_warps": 8})
-            lines.append(f"sm_{arch} token_stats {dtype} k={k}: cubin {len(kern.asm['cubin'])} B")
-    for dtype, k, bias, cap in (("bf16", 20, False, True), ("fp16", 0, True, False), ("fp32", 5, False, False)):
-        kern = triton.compile(from_hidden.compile_sources(dtype, k, bias, cap), target=target,
-                              options={"num_warps": 8, "num_stages": 3})
-        mma = "wgmma" if "wgmma" in kern.asm["ptx"] else ("mma" if "mma" in kern.asm["ptx"] else "no mma")
-        lines.append(f"sm_{arch} fused_token_stats {dtype} k={k} bias={bias} softcap={cap}: "
-                     f"cubin {len(kern.asm['cubin'])} B, {mma}, shared {kern.metadata.shared} B")
-    return lines
+class Arch(NamedTuple):
+    """Per-SM limits of a GPU architecture (CUDA programming guide, compute capabilities)."""
+
+    gpu_name: str  # ptxas --gpu-name
+    regs_per_sm: int = 65536
+    smem_per_sm: int = 228 * 1024
+    smem_per_block: int = 227 * 1024
+    max_warps: int = 64
+    max_blocks: int = 32
+    smem_reserved: int = 1024  # shared memory the driver reserves per block (sm_80 and later)
+    reg_unit: int = 256  # registers are allocated per warp in units of this many
+
+
+ARCHS = {
+    90: Arch("sm_90a"),
+    80: Arch("sm_80", smem_per_sm=164 * 1024, smem_per_block=163 * 1024),
+}
+
+
+def occupancy(regs: int, smem: int, num_warps: int, arch: int) -> dict:
+    """Resident blocks and warps per SM for a kernel using ``regs`` registers per thread and
+    ``smem`` bytes of shared memory per block, with ``num_warps`` warps per block, and which
+    limit binds (registers, shared memory, warps or blocks per SM).
+
+    >>> occupancy(128, 0, 8, 90)   # 128 regs x 32 lanes x 8 warps = half the register file
+    {'blocks': 2, 'warps': 16, 'limit': 'registers'}
+    >>> occupancy(80, 73728, 8, 90)['limit'], occupancy(80, 73728, 8, 80)['blocks']
+    ('shared memory', 2)
+    """
+    a = ARCHS[arch]
+    per_warp = -(-regs * 32 // a.reg_unit) * a.reg_unit
+    limits = {
+        "registers": (a.regs_per_sm // per_warp) // num_warps if per_warp else a.max_blocks,
+        "shared memory": a.smem_per_sm // (smem + a.smem_reserved) if smem <= a.smem_per_block else 0,
+        "warps": a.max_warps // num_warps,
+        "blocks": a.max_blocks,
+    }
+    limit = min(limits, key=limits.get)
+    return {"blocks": limits[limit], "warps": limits[limit] * num_warps, "limit": limit}
+
+
+def parse_ptxas(log: str) -> dict:
+    """Registers, spill bytes and static shared memory from a ``ptxas -v`` log.
+
+    >>> parse_ptxas('''ptxas info    : Function properties for k
+    ...     0 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads
+    ... ptxas info    : Used 96 registers, used 1 barriers, 64 bytes smem, 400 bytes cmem[0]''')
+    {'regs': 96, 'spill_stores': 8, 'spill_loads': 4, 'static_smem': 64}
+    """
+    regs = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    smem = re.search(r"(\d+) bytes smem", log)
+    if regs is None or spills is None:
+        raise ValueError(f"not a ptxas -v log: {log[:500]!r}")
+    return {"regs": int(regs.group(1)), "spill_stores": int(spills.group(1)),
+            "spill_loads": int(spills.group(2)), "static_smem": int(smem.group(1)) if smem else 0}
+
+
+def shipped_kernels() -> list[tuple[str, str, tuple]]:
+    """(op, variant label, arguments of that op's ``compile_sources``) for every kernel a
+    launcher can pick on a GPU.
+
+    >>> ks = shipped_kernels()
+    >>> len(ks), ks[0], ks[-1]
+    (65, ('token_stats', 'bf16 k=0', ('bf16', 0, True)), ('merge_splits', 'k=64', (64,)))
+    """
+    from .from_hidden import kernel as from_hidden
+    from .from_logits import kernel as from_logits
+    from ._triton_utils import SHIPPED_TOP_K
+
+    out = []
+    for op, mod in (("token_stats", from_logits), ("fused_token_stats", from_hidden)):
+        for dtype, k, aligned in mod.shipped_configs():
+            out.append((op, f"{dtype} k={k}{'' if aligned else ' unaligned'}", (dtype, k, aligned)))
+    return out + [("merge_splits", f"k={k}", (k,)) for k in SHIPPED_TOP_K]
+
+
+def _ptxas_path(arch: int) -> str:
+    """The ptxas Triton runs for ``sm_<arch>``."""
+    from triton import knobs
+    from triton.backends.nvidia import compiler
+
+    tool = compiler.get_ptxas(arch) if hasattr(compiler, "get_ptxas") else knobs.nvidia.ptxas
+    return tool.path
+
+
+def compile_kernel(op: str, args: tuple, arch: int) -> dict:
+    """Compile one kernel for ``sm_<arch>``; returns its resources (see :func:`parse_ptxas`),
+    shared memory per block, cubin size, whether it uses wgmma / mma, and its occupancy."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from . import split_v
+    from .from_hidden import kernel as from_hidden
+    from .from_logits import kernel as from_logits
+
+    if op == "merge_splits":
+        src, options = split_v.compile_sources(*args), split_v.merge_config(args[0]).launch_options(False)
+    else:
+        mod = {"token_stats": from_logits, "fused_token_stats": from_hidden}[op]
+        src, options = mod.compile_sources(*args, device=f"sm_{arch}")
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):  # Triton prints ptxas's log (TRITON_DUMP_PTXAS_LOG)
+        kern = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
+    text = log.getvalue()
+    if "Used" not in text:  # a Triton that does not print it: run its ptxas ourselves
+        with tempfile.TemporaryDirectory() as tmp:
+            ptx = os.path.join(tmp, "k.ptx")
+            with open(ptx, "w") as f:
+                f.write(kern.asm["ptx"])
+            done = subprocess.run([_ptxas_path(arch), "-v", f"--gpu-name={ARCHS[arch].gpu_name}", ptx,
+                                   "-o", os.path.join(tmp, "k.cubin")], capture_output=True, text=True)
+            text = done.stdout + done.stderr
+    res = parse_ptxas(text)
+    ptx = kern.asm["ptx"]
+    res.update(smem=kern.metadata.shared + res["static_smem"], cubin_bytes=len(kern.asm["cubin"]),
+               mma="wgmma" if "wgmma" in ptx else ("mma" if "mma.sync" in ptx else "none"),
+               num_warps=options["num_warps"], num_stages=options["num_stages"])
+    res.update(occupancy(res["regs"], res["smem"], res["num_warps"], arch))
+    return res
+
+
+def _job(item):
+    op, label, args, arch = item
+    return {"arch": arch, "op": op, "variant": label, **compile_kernel(op, args, arch)}
+
+
+def compile_all(archs=(90, 80), jobs: int = 1) -> list[dict]:
+    """Compile every shipped kernel for each ``sm_<arch>``; one dict per kernel (see
+    :func:`compile_kernel`). Needs no GPU, and no ``TRITON_INTERPRET``."""
+    os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
+    os.environ["TRITON_ALWAYS_COMPILE"] = "1"  # a cached kernel would print no log
+    items = [(op, label, args, arch) for arch in archs for op, label, args in shipped_kernels()]
+    if jobs <= 1:
+        return [_job(i) for i in items]
+    with ProcessPoolExecutor(jobs) as pool:
+        return list(pool.map(_job, items))
+
+
+def format_row(r: dict) -> str:
+    """One line of the report.
+
+    >>> format_row({"arch": 90, "op": "token_stats", "variant": "bf16 k=0", "regs": 40, "spill_stores": 0,
+    ...             "spill_loads": 0, "smem": 32, "num_warps": 8, "num_stages": 3, "warps": 48, "blocks": 6,
+    ...             "limit": "registers", "mma": "none", "cubin_bytes": 9000})
+    'sm_90 token_stats       bf16 k=0                  regs  40  spill 0/0 B  smem    32 B  8 warps x 6 blocks = 48 warps/SM (registers)  none'
+    """
+    return (f"sm_{r['arch']} {r['op']:<17} {r['variant']:<25} regs {r['regs']:>3}  "
+            f"spill {r['spill_stores']}/{r['spill_loads']} B  smem {r['smem']:>5} B  "
+            f"{r['num_warps']} warps x {r['blocks']} blocks = {r['warps']} warps/SM ({r['limit']})  {r['mma']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m lightlens.kernels.aot", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("archs", nargs="*", type=int, default=[90, 80], choices=sorted(ARCHS))
+    p.add_argument("--report", action="store_true", help="registers, spills, shared memory, occupancy")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of lines")
+    p.add_argument("--jobs", type=int, default=1, help="compile in this many processes")
+    args = p.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise SystemExit("run without TRITON_INTERPRET: the interpreter cannot compile")
+    rows = compile_all(args.archs, args.jobs)
+    if args.json:
+        print(json.dumps(rows))
+    elif args.report:
+        print("\n".join(format_row(r) for r in rows))
+    else:
+        print("\n".join(f"sm_{r['arch']} {r['op']} {r['variant']}: cubin {r['cubin_bytes']} B, {r['mma']}, "
+                        f"shared {r['smem']} B" for r in rows))
+    return 0
 
 
 if __name__ == "__main__":
-    for arch in (int(a) for a in (sys.argv[1:] or ["90", "80"])):
-        print("\n".join(compile_all(arch)))
+    raise SystemExit(main())

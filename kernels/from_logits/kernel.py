@@ -18,43 +18,82 @@ import triton.language as tl
 
 from ..common import IGNORE_INDEX, TokenStats
 from .._triton_utils import (
-    decode_topk,
-    empty_outputs,
-    finish_and_store,
-    init_stats,
+    DEFAULT_SMS,
+    SHIPPED_DTYPES,
+    SHIPPED_TOP_K,
+    LaunchConfig,
+    OUTPUT_SIGNATURE,
+    PARTIAL_SIGNATURE,
+    ast_source,
     check_targets,
     check_top_k,
+    choose_splits,
+    device_kind,
+    dtype_name,
+    finish_and_store,
+    init_stats,
     interpreting,
-    OUTPUT_SIGNATURE,
     next_pow2,
     online_update,
     program_rows,
+    sm_count,
+    topk_constexprs,
     topk_init,
     topk_merge,
 )
+from ..split_v import launch, store_partials
 
-@triton.jit
+BLOCK_V = 4096  # one row's tile on a GPU: 16 warps, 8 logits a thread
+
+
+@triton.jit(do_not_specialize=["K"])
 def _token_stats_kernel(
-    logits_ptr, stride_row, targets_ptr, T, V, ignore_index,
-    logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr,
-    K: tl.constexpr, K_PAD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr,
+    logits_ptr, stride_row, targets_ptr, T, V, ignore_index, K, v_per_split,
+    logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, part_f_ptr, part_i_ptr, part_keys_ptr,
+    K_PAD: tl.constexpr, TOPK: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
-    rows, rmask, target, ignored, safe = program_rows(targets_ptr, T, ignore_index, BLOCK_T)
+    rows, rmask, target, ignored, safe = program_rows(targets_ptr, T, V, ignore_index, BLOCK_T)
     row_ptr = logits_ptr + rows.to(tl.int64) * stride_row
     t_logit = tl.load(row_ptr + safe, mask=rmask, other=0.0).to(tl.float32)
+    v_lo = tl.program_id(1) * v_per_split  # this program's columns (all of them when unsplit)
+    v_hi = tl.minimum(V, v_lo + v_per_split)
 
     m, s, w, cnt, nan = init_stats(BLOCK_T)
     top = topk_init(BLOCK_T, K, K_PAD)
-    for start in range(0, V, BLOCK_V):
+    for start in range(v_lo, v_hi, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
-        cmask = cols < V
+        cmask = cols < v_hi
         x = tl.load(row_ptr[:, None] + cols[None, :], mask=rmask[:, None] & cmask[None, :],
                     other=float("-inf")).to(tl.float32)
         m, s, w, cnt, nan = online_update(x, cols, m, s, w, cnt, nan, t_logit, target)
-        if K > 0:
+        if TOPK:
             top = topk_merge(top, x, cols, cmask)
-    finish_and_store(rows, rmask, m, s, w, cnt, nan, t_logit, ignored, top,
-                     logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD)
+    if tl.num_programs(1) > 1:  # split-V: the merge kernel finishes
+        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, nan, top,
+                       logprob_ptr, part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
+    else:
+        finish_and_store(rows, rmask, m, s, w, cnt, nan, t_logit, ignored, top,
+                         logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD, TOPK)
+
+
+def launch_config(t: int, v: int, dtype, k: int, device: str = "sm_90", sms: int = DEFAULT_SMS) -> LaunchConfig:
+    """The launch configuration of :func:`token_stats_triton` for logits [t, v] of ``dtype``
+    and top-``k``: on a GPU (``device`` "sm_90" or "sm_80", the same) one row per program in 4,096-column tiles
+    over 16 warps (8 logits a thread: at most 92 registers, 16 to 64 warps resident per SM,
+    for every dtype and k), the vocabulary split when the rows alone give fewer than two
+    programs per SM (``sms`` of them); under the interpreter (``"interpret"``) 16 rows per
+    program in tiles of up to 1,024 columns, which is faster there.
+
+    >>> launch_config(8192, 128256, torch.bfloat16, 20)
+    LaunchConfig(block_t=1, block_v=4096, block_d=0, num_warps=16, num_stages=3, splits=1)
+    >>> launch_config(64, 128256, "fp32", 5).splits   # 64 rows: 6 splits of 6 tiles
+    6
+    """
+    dtype_name(dtype)
+    if device == "interpret":
+        return LaunchConfig(block_t=16, block_v=min(next_pow2(v), 1024), num_warps=1, num_stages=1)
+    return LaunchConfig(block_t=1, block_v=BLOCK_V, num_warps=16, num_stages=3,
+                        splits=choose_splits(t, v, BLOCK_V, sms))
 
 
 def token_stats_triton(
@@ -63,8 +102,13 @@ def token_stats_triton(
     top_k: int = 0,
     *,
     ignore_index: int = IGNORE_INDEX,
+    config: LaunchConfig | None = None,
 ) -> TokenStats:
     """Token statistics of logits [T, V] in one pass (Triton; CUDA, or CPU when interpreting).
+
+    ``config`` overrides :func:`launch_config` (tests run the GPU configurations under the
+    interpreter this way). Targets may be on the CPU (checked there, then uploaded without a
+    stall) or on the logits' device (see :func:`.._triton_utils.check_targets`).
 
     >>> logits = torch.randn(4, 100)   # on CUDA, or CPU with TRITON_INTERPRET=1
     >>> s = token_stats_triton(logits, torch.tensor([0, 1, 2, -100]), top_k=5)
@@ -76,29 +120,48 @@ def token_stats_triton(
     if logits.stride(1) != 1:
         logits = logits.contiguous()
     t, v = logits.shape
-    targets = check_targets(targets, t, v, ignore_index)
+    targets = check_targets(targets, t, v, ignore_index, logits.device)
     k = check_top_k(top_k, v)
-    logprob, lse, ent, rank, keys = empty_outputs(t, k, logits.device)
-    if t == 0:
-        return TokenStats(logprob, lse, ent, rank, keys, keys.float())
-    block_t = 16 if interpreting() else 1
-    block_v = min(next_pow2(v), 1024 if interpreting() else 4096)
-    _token_stats_kernel[(triton.cdiv(t, block_t),)](
-        logits, logits.stride(0), targets, t, v, ignore_index,
-        logprob, lse, ent, rank, keys,
-        K=k, K_PAD=max(1, next_pow2(k)), BLOCK_T=block_t, BLOCK_V=block_v,
-        **({} if interpreting() else {"num_warps": 8}),
-    )
-    ids, top_lp = decode_topk(keys, lse)
-    return TokenStats(logprob, lse, ent, rank, ids, top_lp)
+    config = config or launch_config(t, v, logits.dtype, k, device_kind(logits.device), sm_count(logits.device))
+
+    def run_main(grid, v_per_split, outputs, partials):
+        _token_stats_kernel[grid](
+            logits, logits.stride(0), targets, t, v, ignore_index, k, v_per_split, *outputs, *partials,
+            **topk_constexprs(k), BLOCK_T=config.block_t, BLOCK_V=config.block_v,
+            **config.launch_options(interpreting()),
+        )
+
+    return launch(run_main, t=t, v=v, k=k, config=config, targets=targets,
+                  ignore_index=ignore_index, device=logits.device)
 
 
-def compile_sources(dtype: str, k: int):
-    """The launch configurations :func:`token_stats_triton` uses on a GPU, as Triton sources
-    for ahead-of-time compilation (:mod:`lightlens.kernels.aot`); ``dtype``: bf16, fp16, fp32."""
-    from triton.compiler import ASTSource
+def compile_sources(dtype: str, k: int, aligned: bool = True, device: str = "sm_90"):
+    """The kernel :func:`token_stats_triton` launches on a GPU for ``dtype`` (bf16, fp16, fp32)
+    and top-``k``, as a Triton source for ahead-of-time compilation (:mod:`lightlens.kernels.aot`),
+    with the launch options it gets on ``device`` ("sm_90" or "sm_80"). ``aligned``: the
+    specialisation of a vocabulary and row stride that are multiples of 16 (every real
+    model's); else none.
 
+    >>> src, options = compile_sources("bf16", 20)
+    >>> options, src.signature["logits_ptr"]
+    ({'num_warps': 16, 'num_stages': 3}, '*bf16')
+    """
+    config = launch_config(1 << 20, 1 << 17, dtype, k, device)  # every GPU shape gets these tiles
     sig = {"logits_ptr": f"*{dtype}", "stride_row": "i64", "targets_ptr": "*i64", "T": "i32", "V": "i32",
-           "ignore_index": "i32", **OUTPUT_SIGNATURE}
-    const = {"K": k, "K_PAD": max(1, next_pow2(k)), "BLOCK_T": 1, "BLOCK_V": 4096}
-    return ASTSource(_token_stats_kernel, {**sig, **{c: "constexpr" for c in const}}, constexprs=const)
+           "ignore_index": "i32", "K": "i32", "v_per_split": "i32", **OUTPUT_SIGNATURE, **PARTIAL_SIGNATURE}
+    const = {**topk_constexprs(k), "BLOCK_T": config.block_t, "BLOCK_V": config.block_v}
+    pointers = [n for n, ty in sig.items() if ty.startswith("*")]
+    aligned_args = pointers + ["stride_row", "V", "v_per_split"] if aligned else ["v_per_split"]
+    return ast_source(_token_stats_kernel, sig, const, aligned_args), config.launch_options(False)
+
+
+def shipped_configs():
+    """Every (dtype, k, aligned) whose kernel :func:`token_stats_triton` can launch on a GPU:
+    one k per compiled top-k variant (:func:`.._triton_utils.topk_constexprs`), with and
+    without the specialisation of a vocabulary and row stride that are multiples of 16. Each
+    kernel serves split and unsplit launches alike.
+
+    >>> len(shipped_configs()), shipped_configs()[0]
+    (30, ('bf16', 0, True))
+    """
+    return [(d, k, a) for a in (True, False) for d in SHIPPED_DTYPES for k in SHIPPED_TOP_K]
