@@ -59,9 +59,8 @@ class _Doc:
         self.top_ids[j] = stats.top_k_ids[rows].numpy()
         self.top_logprobs[j] = stats.top_k_logprobs[rows].numpy()
 
-    def result(self, lm, info: dict, window: dict) -> ScoreResult:
+    def result(self, info: dict, window: dict, top_tokens: list[list[str]]) -> ScoreResult:
         enc = self.enc
-        top_tokens = lm.token_strings(self.top_ids).tolist()  # each distinct id decoded once
         if not (~np.isnan(self.logprobs)).any():
             warnings.warn(
                 f"no token of {enc.text[:40]!r} could be scored (one token and no BOS): "
@@ -155,7 +154,10 @@ def score_texts(
             _run_batch(lm, batch, top_k, method)
             bar.update(sum(w.last - w.first for _, w in batch))
     info, window = lm.info(), {"max_length": length, "stride": step}
-    return [d.result(lm, info, window) for d in docs]
+    # every distinct top-k id decoded once, for all texts in one lookup
+    strings = lm.token_strings(np.concatenate([d.top_ids for d in docs])).tolist()
+    ends = np.cumsum([len(d.top_ids) for d in docs]).tolist()
+    return [d.result(info, window, strings[a:b]) for d, a, b in zip(docs, [0, *ends], ends)]
 
 
 def make_batches(jobs: list, batch_size: int, batch_tokens: int) -> list[list]:
