@@ -22,6 +22,7 @@ ahead-of-time compile of every configuration. Importing this package imports onl
 from .common import IGNORE_INDEX, TokenStats, implementation
 from .from_hidden import fused_token_stats, fused_token_stats_reference, head_logits
 from .from_logits import token_stats, token_stats_reference
+from .divergence import DivergenceStats, divergence_stats, divergence_stats_reference  # noqa: F401  (two distributions compared)
 
 __all__ = [
     "IGNORE_INDEX",

@@ -74,3 +74,44 @@ def model_oracle(lm, ids):
     rank = (logits > logits.gather(1, tgt[:, None])).sum(-1) + 1
     top = logits.topk(5, dim=-1)
     return lp.numpy(), ent.numpy(), rank.numpy(), top.indices.numpy(), (top.values - logits.logsumexp(-1, keepdim=True)).numpy()
+
+
+def float64_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Float64 comparison of two rows sets of logits [T, V] (P the base), written independently
+    of lightlens straight from the definitions (DESIGN, "Two distributions over one text"):
+    KL(P‖Q), KL(Q‖P), JS with M = (P+Q)/2 (0·log 0 = 0), entropies, target logprobs, ranks, argmax."""
+    xp, xq = logits_p.double(), logits_q.double()
+    lp, lq = xp.log_softmax(-1), xq.log_softmax(-1)
+    p, q = lp.exp(), lq.exp()
+    lm = ((p + q) / 2).log()
+
+    def kl(a, la, lb):
+        return torch.where(a > 0, a * (la - lb), torch.zeros_like(a)).sum(-1)
+
+    safe = targets.clamp(min=0)[:, None]
+    none = targets < 0
+    return dict(
+        lse_p=xp.logsumexp(-1), lse_q=xq.logsumexp(-1),
+        kl=kl(p, lp, lq), reverse_kl=kl(q, lq, lp), js=0.5 * kl(p, lp, lm) + 0.5 * kl(q, lq, lm),
+        entropy_p=-torch.where(p > 0, p * lp, torch.zeros_like(p)).sum(-1),
+        entropy_q=-torch.where(q > 0, q * lq, torch.zeros_like(q)).sum(-1),
+        logprob_p=torch.where(none, torch.nan, lp.gather(1, safe)[:, 0]),
+        logprob_q=torch.where(none, torch.nan, lq.gather(1, safe)[:, 0]),
+        rank_p=torch.where(none, 0, (xp > xp.gather(1, safe)).sum(-1) + 1),
+        rank_q=torch.where(none, 0, (xq > xq.gather(1, safe)).sum(-1) + 1),
+        top1_p=xp.argmax(-1), top1_q=xq.argmax(-1),
+        mean_abs_d=torch.where((p > 0) & (q > 0), (p + q) * (lp - lq).abs(), torch.zeros_like(p)).sum(-1),
+    )
+
+
+def kl_tol(kl_ref: torch.Tensor) -> torch.Tensor:
+    """The issue's tolerance for float32 KL against float64: 1e-5 relative where KL > 1e-4,
+    1e-7 absolute below."""
+    return torch.where(kl_ref > 1e-4, 1e-5 * kl_ref.abs(), torch.full_like(kl_ref, 1e-7))
+
+
+def js_tol(want: dict, v: int) -> torch.Tensor:
+    """Tolerance for float32 JS: ``kl_tol`` plus the rounding of its terms, which are of the
+    order of p·|log p − log q| (not of its square, as KL's are): a V-term float32 sum is off by
+    about log2(V)·eps·Σ|term|, and we allow twice that."""
+    return kl_tol(want["js"]) + 2 * math.log2(v) * EPS32 * want["mean_abs_d"]

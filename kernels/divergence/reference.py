@@ -1,0 +1,178 @@
+"""`divergence_stats_reference`: two predictive distributions over one vocabulary compared row by
+row in pure torch, a block of rows at a time (float32, extra memory O(rows · V), never [T, V]).
+The CPU path, and the Triton kernel's twin.
+
+For a row with logits ``x_p`` (the base P) and ``x_q`` (the other model Q), with
+``D = (x_p − x_q) − (lse_p − lse_q) = log P − log Q`` computed in float32:
+
+    KL(P‖Q)  = Σ_{p>0} p·g(D) + Σ_{p=0} q,     g(D) = D + expm1(−D)   (Σ_{p>0} p·e^−D + Σ_{p=0} q = 1)
+    KL(Q‖P)  = Σ_{q>0} q·g(−D) + Σ_{q=0} p
+    JS       = ½ Σ p·f(−D) + ½ Σ q·f(D),   f(u) = log(2 / (1 + e^u)) = −log1p(expm1(u) / 2)
+
+Every term of the KL sums is ≥ 0 and of the order of D² (the KL itself), where
+``Σ p·(log p − log q)`` adds terms of the order of D whose rounding (~1e-6 for logits of size
+10) swamps a small KL (float32 vs bfloat16): float32 accumulation stays accurate relative to
+the KL. Both KL sums and JS are also insensitive, to first order, to the rounding of
+``lse_p − lse_q``, which shifts every D of a row by one constant. ``D − x_p + x_q`` is exact
+where the logits are close (Sterbenz). Entries with P(v) = 0 contribute nothing to the
+P-weighted sums (Q likewise); where D < −30 the KL term is ``p·D + q − p`` (no overflow). NaN
+logits make every float statistic of their row NaN.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from ..common import IGNORE_INDEX, split_targets
+
+DIVERGENCE_BYTES = 4 * 2**20  # one float32 [rows, V] block per model and temporary
+
+
+class DivergenceStats(NamedTuple):
+    """Per-row comparison of two distributions P (base) and Q over one vocabulary (float32 / int64).
+
+    lse_p, lse_q [T]                 log sum exp of each row of logits
+    kl [T]                           KL(P‖Q), nats;   reverse_kl [T]  KL(Q‖P);   js [T]  Jensen-Shannon
+    entropy_p, entropy_q [T]         -Σ p log p, nats
+    logprob_p, logprob_q [T]         log P(target), log Q(target); NaN where target == ignore_index
+    rank_p, rank_q [T] i64           1 + #{v : x[v] > x[target]}; 0 where ignored
+    top1_p, top1_q [T] i64           argmax (the lowest id among equal logits)
+    top_k_ids_p/q [T, k] i64, top_k_logprobs_p/q [T, k] f32  (k may be 0)
+    """
+
+    lse_p: torch.Tensor
+    lse_q: torch.Tensor
+    kl: torch.Tensor
+    reverse_kl: torch.Tensor
+    js: torch.Tensor
+    entropy_p: torch.Tensor
+    entropy_q: torch.Tensor
+    logprob_p: torch.Tensor
+    logprob_q: torch.Tensor
+    rank_p: torch.Tensor
+    rank_q: torch.Tensor
+    top1_p: torch.Tensor
+    top1_q: torch.Tensor
+    top_k_ids_p: torch.Tensor
+    top_k_logprobs_p: torch.Tensor
+    top_k_ids_q: torch.Tensor
+    top_k_logprobs_q: torch.Tensor
+
+
+def check_pair(logits_p: torch.Tensor, logits_q: torch.Tensor, targets: torch.Tensor) -> None:
+    """Both rows sets [T, V] of one shape, targets [T]."""
+    if logits_p.dim() != 2 or logits_p.shape != logits_q.shape:
+        raise ValueError(f"logits_p and logits_q must both be [T, V] of one shape, got "
+                         f"{tuple(logits_p.shape)} and {tuple(logits_q.shape)}")
+    if targets.shape != (logits_p.shape[0],):
+        raise ValueError(f"targets must have shape ({logits_p.shape[0]},), got {tuple(targets.shape)}")
+
+
+def block_rows(v: int, block_bytes: int = DIVERGENCE_BYTES) -> int:
+    """Rows per block so that one float32 [rows, V] block takes about ``block_bytes``.
+
+    >>> block_rows(49152), block_rows(10)
+    (21, 65536)
+    """
+    return max(1, min(1 << 16, block_bytes // (4 * v)))
+
+
+def divergence_stats_reference(
+    logits_p: torch.Tensor,
+    logits_q: torch.Tensor,
+    targets: torch.Tensor,
+    top_k: int = 0,
+    *,
+    ignore_index: int = IGNORE_INDEX,
+    block_bytes: int = DIVERGENCE_BYTES,
+) -> DivergenceStats:
+    """Compare the rows of ``logits_p`` (base) and ``logits_q`` [T, V] (any float dtype), in
+    float32, a block of rows at a time.
+
+    >>> p = torch.tensor([[2.0, 1.0, 0.0]]); q = torch.tensor([[0.0, 1.0, 2.0]])
+    >>> s = divergence_stats_reference(p, q, torch.tensor([1]))
+    >>> round(float(s.kl[0]), 4), round(float(s.js[0]), 4), s.top1_p.tolist(), s.top1_q.tolist()
+    (1.1504, 0.2476, [0], [2])
+    """
+    check_pair(logits_p, logits_q, targets)
+    t, v = logits_p.shape
+    k = min(max(0, int(top_k)), v)
+    rows = block_rows(v, block_bytes)
+    parts = [_block(logits_p[r0 : r0 + rows], logits_q[r0 : r0 + rows], targets[r0 : r0 + rows], k, ignore_index)
+             for r0 in range(0, t, rows)]
+    if not parts:
+        f = torch.empty(0, device=logits_p.device)
+        i = torch.empty(0, dtype=torch.int64, device=logits_p.device)
+        return DivergenceStats(*([f] * 9), i, i, i, i, i.reshape(0, k), f.reshape(0, k), i.reshape(0, k), f.reshape(0, k))
+    return DivergenceStats(*(torch.cat(cols) for cols in zip(*parts)))
+
+
+class _Side(NamedTuple):
+    lse: torch.Tensor      # [R]
+    logp: torch.Tensor     # [R, V] log-probabilities
+    p: torch.Tensor        # [R, V] probabilities
+    entropy: torch.Tensor  # [R]
+
+
+def _side(x: torch.Tensor) -> _Side:
+    """Normalise one block of float32 logits (``x`` is overwritten with the log-probabilities)."""
+    m = x.amax(1)
+    ref = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    lse = ref + (x - ref[:, None]).exp_().sum(1).log_()
+    logp = x.sub_(lse[:, None])
+    p = logp.exp()
+    entropy = -_masked_sum(p, logp, p)
+    return _Side(lse, logp, p, entropy)
+
+
+def _masked_sum(weight: torch.Tensor, value: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Σ weight·value over the entries where ``where > 0`` (0·±inf and 0·NaN count as 0)."""
+    prod = weight * value
+    return prod.masked_fill_(where <= 0, 0.0).sum(1)
+
+
+def _block(xp_raw, xq_raw, targets, k: int, ignore_index: int):
+    safe, ignored = split_targets(targets, ignore_index)
+    xp, xq = xp_raw.float(), xq_raw.float()
+    nan = torch.isnan(xp).any(1) | torch.isnan(xq).any(1)
+    t_p, t_q = xp.gather(1, safe[:, None]), xq.gather(1, safe[:, None])
+    rank_p = (xp > t_p).sum(1) + 1
+    rank_q = (xq > t_q).sum(1) + 1
+    top1_p, top1_q = xp.argmax(1), xq.argmax(1)
+    D = xp - xq
+    if xp.data_ptr() == xp_raw.data_ptr():  # float32 input: do not overwrite the caller's logits
+        xp, xq = xp.clone(), xq.clone()
+    P, Q = _side(xp), _side(xq)
+    D.sub_((P.lse - Q.lse)[:, None])
+    kl = _kl_sum(P.p, Q.p, D)
+    reverse_kl = _kl_sum(Q.p, P.p, -D)
+    js = 0.5 * (_masked_sum(P.p, _half_f(-D), P.p) + _masked_sum(Q.p, _half_f(D), Q.p))
+    lp_p = P.logp.gather(1, safe[:, None])[:, 0]
+    lp_q = Q.logp.gather(1, safe[:, None])[:, 0]
+    nan_f = torch.full_like(kl, float("nan"))
+    out_f = [torch.where(nan, nan_f, a) for a in (P.lse, Q.lse, kl, reverse_kl, js, P.entropy, Q.entropy)]
+    lp = [torch.where(nan | ignored, nan_f, a) for a in (lp_p, lp_q)]
+    ranks = [r.masked_fill(ignored, 0) for r in (rank_p, rank_q)]
+    tops = [t.masked_fill(nan, -1) for t in (top1_p, top1_q)]
+    if k:
+        vp, ip = P.logp.topk(k, 1)
+        vq, iq = Q.logp.topk(k, 1)
+    else:
+        ip = iq = torch.empty((len(targets), 0), dtype=torch.int64, device=xp.device)
+        vp = vq = torch.empty((len(targets), 0), device=xp.device)
+    return (*out_f, *lp, *ranks, *tops, ip, vp, iq, vq)
+
+
+def _kl_sum(p: torch.Tensor, q: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """KL(P‖Q) for D = log p − log q: Σ p·(D + expm1(−D)) where p > 0 (``p·D + q − p`` where
+    D < −30, whose e^−D would overflow), plus Q's mass where p = 0."""
+    term = torch.where(D >= -30.0, p * (D + torch.expm1(-D.clamp(min=-30.0))), p * D + q - p)
+    return torch.where(p > 0, term, q).sum(1)
+
+
+def _half_f(u: torch.Tensor) -> torch.Tensor:
+    """f(u) = log(2 / (1 + e^u)) = −log1p(expm1(u) / 2), relative-accurate for small u; for
+    u > 30 it is log 2 − u (to 1e-13), which does not overflow."""
+    f = torch.expm1(u.clamp(max=30.0)).mul_(0.5).log1p_().neg_()
+    return torch.where(u > 30.0, 0.6931471805599453 - u, f)
