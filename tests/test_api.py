@@ -8,12 +8,12 @@ import inspect
 import lightlens
 from lightlens import api
 
-ENTRY_POINTS = ["compare", "explore", "load", "perplexity", "score", "score_corpus"]
+ENTRY_POINTS = ["compare", "divergence", "explore", "load", "perplexity", "score", "score_corpus"]
 
 
 def test_root_exports_are_pinned():
     assert sorted(lightlens.__all__) == sorted([
-        *ENTRY_POINTS, "CorpusResult", "CorpusScores", "LightlensError", "ModelNotFoundError",
+        *ENTRY_POINTS, "CorpusResult", "CorpusScores", "Divergence", "LightlensError", "ModelNotFoundError",
         "NoScoredTokensWarning", "RemoteError", "RemoteResponseError", "ScoreResult", "__version__",
         "remote", "testing"])
     for name in lightlens.__all__:

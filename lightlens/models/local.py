@@ -112,6 +112,36 @@ class LanguageModel:
             return score_texts(self, [text], **options)[0]
         return score_texts(self, check_texts(text), **options)
 
+    def distributions(self, text: str, *, positions=None, max_length: int | None = None,
+                      stride: int | None = None, bos: bool | None = None, method: str = "auto"):
+        """The float32 log-probability rows [n, V] predicting the tokens at ``positions`` of
+        ``text`` (all scored tokens when None), yielded a block at a time in position order:
+        row ``i`` is the distribution token ``i`` was drawn from, so ``row[token_ids[i]]`` is
+        ``score(text).logprobs[i]``. ``torch.cat(list(...))`` holds them all at once.
+
+        >>> rows = torch.cat(list(tiny.distributions("Hello world! Hello again.", positions=[2])))
+        >>> r = tiny.score("Hello world! Hello again.")
+        >>> rows.shape, abs(float(rows[0, r.token_ids[2]]) - float(r.logprobs[2])) < 1e-5
+        (torch.Size([1, 400]), True)
+        """
+        from ..engine.divergence import distributions
+
+        return distributions(self, text, positions=positions, max_length=max_length, stride=stride,
+                             bos=bos, method=method)
+
+    def save_distributions(self, text: str, path, *, dtype: str = "float32", max_length: int | None = None,
+                           stride: int | None = None, bos: bool | None = None):
+        """Save every scored token's log-probability row of ``text`` (``dtype`` "float32" or
+        "bfloat16") to a memory-mappable safetensors file; ``lightlens.divergence(text,
+        base=path, model=...)`` then compares another model with it, without this one.
+
+        >>> tiny.save_distributions("Hello world", tmp / "hw.safetensors").name
+        'hw.safetensors'
+        """
+        from ..engine.divergence import save_distributions
+
+        return save_distributions(self, text, path, dtype=dtype, max_length=max_length, stride=stride, bos=bos)
+
     def perplexity(self, source, *, max_length: int | None = None, stride: int | None = None,
                    bos: bool | None = None, batch_size: int | None = None, progress: bool | None = True,
                    max_tokens: int | None = None, text_field: str = "text", id_field: str = "id"):
