@@ -207,8 +207,10 @@ def divergence(
     else:
         p = get_model(base, device=device)
     q = get_model(model, device=device)
+    from .remote import RemoteModel
+
     for name, lm in (("base", p), ("model", q)):
-        if not hasattr(lm, "tokenizer") or not hasattr(lm, "model") and name == "model":
+        if isinstance(lm, RemoteModel):
             raise ValueError(f"{name} must be a model that runs in this process (not a server): "
                              "divergence needs full distributions, which servers do not return")
     return divergence_texts(p, q, texts, top_k=top_k, max_length=max_length, stride=stride, bos=bos,
