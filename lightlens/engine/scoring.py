@@ -47,6 +47,7 @@ class _Doc:
         self.enc, self.windows, self.shift = enc, windows, int(enc.bos)
         self.logprobs = np.full(m, np.nan, np.float32)
         self.entropy = np.full(m, np.nan, np.float32)
+        self.logsumexp = np.full(m, np.nan, np.float32)
         self.ranks = np.zeros(m, np.int64)
         self.top_ids = np.full((m, top_k), -1, np.int64)
         self.top_logprobs = np.full((m, top_k), np.nan, np.float32)
@@ -55,6 +56,7 @@ class _Doc:
         j = slice(w.first - self.shift, w.last - self.shift)
         self.logprobs[j] = stats.logprob[rows].numpy()
         self.entropy[j] = stats.entropy[rows].numpy()
+        self.logsumexp[j] = stats.logsumexp[rows].numpy()
         self.ranks[j] = stats.rank[rows].numpy()
         self.top_ids[j] = stats.top_k_ids[rows].numpy()
         self.top_logprobs[j] = stats.top_k_logprobs[rows].numpy()
@@ -70,7 +72,7 @@ class _Doc:
             )
         return ScoreResult(
             text=enc.text, tokens=enc.tokens, token_ids=enc.text_ids, offsets=enc.offsets,
-            logprobs=self.logprobs, entropy=self.entropy, ranks=self.ranks,
+            logprobs=self.logprobs, entropy=self.entropy, ranks=self.ranks, logsumexp=self.logsumexp,
             top_k_ids=self.top_ids, top_k_logprobs=self.top_logprobs, top_k_tokens=top_tokens,
             model=dict(info), bos=enc.bos,
             window={**window, "num_windows": len(self.windows), "windowed": len(self.windows) > 1},

@@ -23,6 +23,7 @@ _ARRAYS = {  # field -> numpy dtype of the stored array
     "ranks": np.int64,
     "top_k_ids": np.int64,
     "top_k_logprobs": np.float32,
+    "logsumexp": np.float32,
 }
 _META = ("text", "model", "window", "bos")
 
@@ -36,6 +37,9 @@ class ScoreResult(Totals):
     covers no characters). ``logprobs[i]`` is NaN where the model had no context to
     predict token ``i`` (the first token when no BOS was prepended); ``ranks[i]`` is 0
     there, and -1 where a server did not report a scored token's rank. Natural logs throughout.
+    ``logsumexp[i]`` is the log-sum-exp of the logits that predicted token ``i`` (NaN where
+    unscored, and from servers, which do not report it), so raw logits are recoverable:
+    ``logit = logprob + logsumexp`` (:attr:`target_logits`, :attr:`top_k_logits`).
 
     Example:
         >>> r = lightlens.score("Hello world! Hello again, world.", model=tiny)
@@ -58,15 +62,18 @@ class ScoreResult(Totals):
     model: dict[str, Any] = field(default_factory=dict)
     window: dict[str, Any] = field(default_factory=dict)
     bos: bool = False
+    logsumexp: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
+        if self.logsumexp is None:  # a backend that does not know it (servers)
+            self.logsumexp = np.full(n, np.nan, np.float32)
         for name, dtype in _ARRAYS.items():
             setattr(self, name, np.asarray(getattr(self, name), dtype=dtype))
         self.offsets = self.offsets.reshape(n, 2)
         self.top_k_ids = self.top_k_ids.reshape(n, -1) if n else self.top_k_ids.reshape(0, 0)
         self.top_k_logprobs = self.top_k_logprobs.reshape(self.top_k_ids.shape)
-        for name in ("token_ids", "logprobs", "entropy", "ranks"):
+        for name in ("token_ids", "logprobs", "entropy", "ranks", "logsumexp"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} tokens")
 
@@ -113,6 +120,20 @@ class ScoreResult(Totals):
         return np.exp(self.logprobs)
 
     @property
+    def target_logits(self) -> np.ndarray:
+        """The raw logit of each token: ``logprob + logsumexp`` (NaN where unscored or unknown).
+
+        >>> bool(np.allclose(result.target_logits[1:], result.logprobs[1:] + result.logsumexp[1:]))
+        True
+        """
+        return self.logprobs + self.logsumexp
+
+    @property
+    def top_k_logits(self) -> np.ndarray:
+        """The raw logits of the top-k alternatives [n, k]: ``top_k_logprobs + logsumexp``."""
+        return self.top_k_logprobs + self.logsumexp[:, None]
+
+    @property
     def surprisal_bits(self) -> np.ndarray:
         """Surprisal of each token in bits (``-logprob / ln 2``)."""
         return -self.logprobs / LN2
@@ -142,6 +163,7 @@ class ScoreResult(Totals):
                 "surprisal_bits": self.surprisal_bits,
                 "entropy": self.entropy,
                 "rank": self.ranks,
+                "logsumexp": self.logsumexp,
                 "top_k_tokens": self.top_k_tokens,
                 "top_k_logprobs": [list(map(float, row)) for row in self.top_k_logprobs],
             }
@@ -258,7 +280,8 @@ class ScoreResult(Totals):
             raise ValueError("not a lightlens ScoreResult (missing format 'lightlens.ScoreResult/1')")
         kw = {name: d[name] for name in (*_META, "tokens", "top_k_tokens")}
         for name, dtype in _ARRAYS.items():
-            kw[name] = np.array(_none_to_nan(d[name]), dtype=dtype)
+            if name in d:  # results saved before logsumexp was kept have none: NaN
+                kw[name] = np.array(_none_to_nan(d[name]), dtype=dtype)
         return cls(**kw)
 
     def save(self, path: str | Path) -> Path:
@@ -325,6 +348,7 @@ def _write_parquet(r: ScoreResult, path: Path) -> None:
             "logprob": r.logprobs,
             "entropy": r.entropy,
             "rank": r.ranks,
+            "logsumexp": r.logsumexp,
             "top_k_ids": pa.array(r.top_k_ids.tolist(), type=pa.list_(pa.int64())),
             "top_k_logprobs": pa.array(r.top_k_logprobs.tolist(), type=pa.list_(pa.float32())),
             "top_k_tokens": pa.array(d["top_k_tokens"], type=pa.list_(pa.string())),
@@ -352,6 +376,7 @@ def _read_parquet(cls, path: Path) -> ScoreResult:
         logprobs=np.array(cols["logprob"], dtype=np.float32),
         entropy=np.array(cols["entropy"], dtype=np.float32),
         ranks=cols["rank"],
+        logsumexp=np.array(cols["logsumexp"], dtype=np.float32) if "logsumexp" in cols else None,
         top_k_ids=np.array(cols["top_k_ids"], dtype=np.int64).reshape(n, k),
         top_k_logprobs=np.array(cols["top_k_logprobs"], dtype=np.float32).reshape(n, k),
         top_k_tokens=cols["top_k_tokens"],
