@@ -151,7 +151,7 @@ def next_pow2(n: int) -> int:
     >>> next_pow2(20), next_pow2(0)
     (32, 1)
     """
-    return 1 << max(0, (int(n) - 1).bit_length())
+    return 1 << max(0, int(n) - 1).bit_length()
 
 
 def ast_source(fn, sig: dict, const: dict, aligned=()):
@@ -197,14 +197,16 @@ def choose_splits(row_blocks: int, v: int, block_v: int, sms: int = DEFAULT_SMS,
 
 @triton.jit
 def program_rows(targets_ptr, T, V, ignore_index, BLOCK_T: tl.constexpr):
-    """This program's rows, their mask, targets, which rows have no (valid) target, and a safe
-    target index. ``ignored``: 1 for ``ignore_index``, 2 for a target outside [0, V)."""
+    """This program's rows, their mask, their target columns as int32 (-1 for none), which
+    rows have no valid target (``ignored``: 1 for ``ignore_index``, 2 for a target outside
+    [0, V)), and a safe target index (0 for those) to read with."""
     rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     rmask = rows < T
     target = tl.load(targets_ptr + rows, mask=rmask, other=ignore_index)
     bad = (target < 0) | (target >= V)
     ignored = tl.where(target == ignore_index, 1, tl.where(bad, 2, 0))
-    return rows, rmask, target, ignored, tl.where(ignored != 0, 0, target)
+    safe = tl.where(ignored != 0, 0, target)
+    return rows, rmask, tl.where(ignored != 0, -1, safe).to(tl.int32), ignored, safe
 
 
 @triton.jit

@@ -1,6 +1,6 @@
 """Compile the Triton kernels for a GPU that is not here, and report what they use.
 
-    python -m lightlens.kernels.aot [--report] [--json] [--jobs N] [ARCH ...]   (ARCH: 90, 80)
+    python -m lightlens.kernels.aot [--report] [--json] [--jobs N] [--only TEXT] [ARCH ...]   (ARCH: 90, 80)
 
 CI has no GPU; this proves that every kernel a launcher can pick on a GPU (each op's
 ``kernel.shipped_configs()`` with the tiles, warps and stages of its ``launch_config``, and
@@ -31,7 +31,11 @@ from typing import NamedTuple
 
 
 class Arch(NamedTuple):
-    """Per-SM limits of a GPU architecture (CUDA programming guide, compute capabilities)."""
+    """Per-SM limits of a GPU architecture (CUDA programming guide, compute capabilities).
+
+    >>> ARCHS[90].smem_per_sm // 1024, ARCHS[80].smem_per_block // 1024
+    (228, 163)
+    """
 
     gpu_name: str  # ptxas --gpu-name
     regs_per_sm: int = 65536
@@ -56,8 +60,8 @@ def occupancy(regs: int, smem: int, num_warps: int, arch: int) -> dict:
 
     >>> occupancy(128, 0, 8, 90)   # 128 regs x 32 lanes x 8 warps = half the register file
     {'blocks': 2, 'warps': 16, 'limit': 'registers'}
-    >>> occupancy(80, 73728, 8, 90)['limit'], occupancy(80, 73728, 8, 80)['blocks']
-    ('shared memory', 2)
+    >>> occupancy(80, 100_000, 8, 90)['limit'], occupancy(80, 100_000, 8, 80)['blocks']
+    ('shared memory', 1)
     """
     a = ARCHS[arch]
     per_warp = -(-regs * 32 // a.reg_unit) * a.reg_unit
@@ -118,7 +122,14 @@ def _ptxas_path(arch: int) -> str:
 
 def compile_kernel(op: str, args: tuple, arch: int) -> dict:
     """Compile one kernel for ``sm_<arch>``; returns its resources (see :func:`parse_ptxas`),
-    shared memory per block, cubin size, whether it uses wgmma / mma, and its occupancy."""
+    shared memory per block, cubin size, whether it uses wgmma / mma, and its occupancy.
+    Runs without ``TRITON_INTERPRET`` (the doctests' process has it: a subprocess here).
+
+    >>> code = "from lightlens.kernels.aot import compile_kernel; r = compile_kernel('merge_splits', (8,), 90); "
+    >>> code += "print(r['spill_stores'], r['mma'], r['num_warps'])"
+    >>> subprocess.run([sys.executable, "-c", code], env=compile_env(), capture_output=True, text=True).stdout.split()
+    ['0', 'none', '4']
+    """
     import triton
     from triton.backends.compiler import GPUTarget
 
@@ -157,12 +168,31 @@ def _job(item):
     return {"arch": arch, "op": op, "variant": label, **compile_kernel(op, args, arch)}
 
 
-def compile_all(archs=(90, 80), jobs: int = 1) -> list[dict]:
-    """Compile every shipped kernel for each ``sm_<arch>``; one dict per kernel (see
-    :func:`compile_kernel`). Needs no GPU, and no ``TRITON_INTERPRET``."""
+def compile_env() -> dict:
+    """This process's environment for a compiling subprocess: no ``TRITON_INTERPRET``, and
+    Triton's floating-point fusion default stated (its default is about to change).
+
+    >>> "TRITON_INTERPRET" in compile_env(), compile_env()["TRITON_DEFAULT_FP_FUSION"]
+    (False, '1')
+    """
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    return env
+
+
+def compile_all(archs=(90, 80), jobs: int = 1, only: str | None = None) -> list[dict]:
+    """Compile every shipped kernel (those whose "op variant" label contains ``only``) for each
+    ``sm_<arch>``; one dict per kernel (see :func:`compile_kernel`). Needs no GPU, and no
+    ``TRITON_INTERPRET``.
+
+    >>> code = "from lightlens.kernels.aot import compile_all; print(len(compile_all([90, 80], only='merge_splits k=16')))"
+    >>> subprocess.run([sys.executable, "-c", code], env=compile_env(), capture_output=True, text=True).stdout.split()
+    ['2']
+    """
     os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
     os.environ["TRITON_ALWAYS_COMPILE"] = "1"  # a cached kernel would print no log
-    items = [(op, label, args, arch) for arch in archs for op, label, args in shipped_kernels()]
+    items = [(op, label, args, arch) for arch in archs for op, label, args in shipped_kernels()
+             if only is None or only in f"{op} {label}"]
     if jobs <= 1:
         return [_job(i) for i in items]
     with ProcessPoolExecutor(jobs) as pool:
@@ -183,17 +213,23 @@ def format_row(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line (see the module docstring)."""
+    """The command line (see the module docstring).
+
+    >>> cmd = [sys.executable, "-m", "lightlens.kernels.aot", "--report", "--only", "merge_splits k=8", "80"]
+    >>> print(subprocess.run(cmd, env=compile_env(), capture_output=True, text=True).stdout)
+    sm_80 merge_splits      k=8 ... spill 0/0 B ... warps/SM (registers)  none
+    """
     p = argparse.ArgumentParser(prog="python -m lightlens.kernels.aot", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archs", nargs="*", type=int, default=[90, 80], choices=sorted(ARCHS))
     p.add_argument("--report", action="store_true", help="registers, spills, shared memory, occupancy")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of lines")
     p.add_argument("--jobs", type=int, default=1, help="compile in this many processes")
+    p.add_argument("--only", help="only the kernels whose 'op variant' label contains this")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise SystemExit("run without TRITON_INTERPRET: the interpreter cannot compile")
-    rows = compile_all(args.archs, args.jobs)
+    rows = compile_all(args.archs, args.jobs, args.only)
     if args.json:
         print(json.dumps(rows))
     elif args.report:

@@ -13,7 +13,11 @@ logits is a ``tl.dot`` over D in BLOCK_D chunks (bf16/fp16 tensor cores; full fl
 precision, not TF32, for float32 inputs), accumulated in float32, folded into the
 online statistics and dropped. Extra memory is O(T·k). The target's logit is computed
 once beforehand as a row-wise dot product; rank counts the other entries strictly above
-it. The torch reference is :func:`.reference.fused_token_stats_reference`.
+it. When the row blocks are too few to fill the GPU (under 2 programs per SM), programs
+split the vocabulary and :mod:`..split_v` merges their partial states. How it is launched
+(tiles, warps, stages, splits) is :func:`launch_config`, a plain function of the shape,
+dtype, k, alignment and device kind that :func:`compile_sources` (ahead-of-time compiles)
+and the tests share. The torch reference is :func:`.reference.fused_token_stats_reference`.
 """
 from __future__ import annotations
 
@@ -126,8 +130,9 @@ def launch_config(t: int, v: int, d: int, dtype, k: int, device: str = "sm_90", 
       tiles of 128 columns; 64 columns when k > 32 on sm_90 and when k > 0 on sm_80, where
       the running top-k needs the registers;
     - bf16/fp16 otherwise (scalar loads): 64 columns × 16 features, 2 stages;
-    - float32 (exact float32 products, not TF32): 64 columns × 16 features, 1 stage (2 when
-      k = 0: with 1, ptxas trades spills for occupancy on sm_80).
+    - float32 (exact float32 products, not TF32): 64 columns × 16 features, 1 stage (2 for
+      k = 0 on sm_90: with 1 its demand sits just above 128 registers, and ptxas caps it there
+      and spills to fit two blocks per SM).
 
     These are the largest tiles that compile without register spills for every k
     (``python -m lightlens.kernels.aot --report``). BLOCK_D is at least 16, as ``tl.dot``
@@ -147,7 +152,7 @@ def launch_config(t: int, v: int, d: int, dtype, k: int, device: str = "sm_90", 
     if device == "interpret":
         return LaunchConfig(16, min(next_pow2(v), 1024), min(next_pow2(d), 256), num_warps=1, num_stages=1)
     if name == "fp32":
-        block_v, block_d, stages = 64, 16, 2 if k == 0 else 1
+        block_v, block_d, stages = 64, 16, 2 if k == 0 and device == "sm_90" else 1
     elif not aligned:
         block_v, block_d, stages = 64, 16, 2
     else:

@@ -7,8 +7,11 @@
 
 One program scores BLOCK_T rows, walking the vocabulary in BLOCK_V tiles with an online
 max / sum-exp in float32: no [T, V] float32 copy is ever made (extra memory O(T·k)).
-Ranks count strictly larger logits (ties share the best rank). The torch reference is
-:func:`.reference.token_stats_reference`.
+Ranks count strictly larger logits (ties share the best rank). When the rows are too few to
+fill the GPU, programs split the vocabulary and :mod:`..split_v` merges their partial
+states. How it is launched (tiles, warps, splits) is :func:`launch_config`, a plain function
+of the shape, dtype, k and device kind that :func:`compile_sources` (ahead-of-time compiles)
+and the tests share. The torch reference is :func:`.reference.token_stats_reference`.
 """
 from __future__ import annotations
 
@@ -60,11 +63,19 @@ def _token_stats_kernel(
 
     m, s, w, cnt, nan = init_stats(BLOCK_T)
     top = topk_init(BLOCK_T, K, K_PAD)
+    # Each tile is requested one iteration ahead (a hand-written two-stage pipeline), so that
+    # two tiles per thread are in flight while one is folded in: twice the bytes in flight of
+    # a plain loop, at the cost of one tile of raw logits in registers.
+    cols = v_lo + tl.arange(0, BLOCK_V)
+    ahead = tl.load(row_ptr[:, None] + cols[None, :], mask=rmask[:, None] & (cols < v_hi)[None, :],
+                    other=float("-inf"))
     for start in range(v_lo, v_hi, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
         cmask = cols < v_hi
-        x = tl.load(row_ptr[:, None] + cols[None, :], mask=rmask[:, None] & cmask[None, :],
-                    other=float("-inf")).to(tl.float32)
+        x = ahead.to(tl.float32)
+        nxt = cols + BLOCK_V
+        ahead = tl.load(row_ptr[:, None] + nxt[None, :], mask=rmask[:, None] & (nxt < v_hi)[None, :],
+                        other=float("-inf"))
         m, s, w, cnt, nan = online_update(x, cols, m, s, w, cnt, nan, t_logit, target)
         if TOPK:
             top = topk_merge(top, x, cols, cmask)
