@@ -60,6 +60,17 @@ def _js_term(p, u):
 
 
 @triton.jit
+def _load_tiles(rp, rq, rmask, start, V, BLOCK_V: tl.constexpr):
+    """Columns ``start .. start + BLOCK_V`` of this program's rows of both tensors, float32
+    (-inf beyond V and for rows past T)."""
+    cols = start + tl.arange(0, BLOCK_V)
+    mask = rmask[:, None] & (cols < V)[None, :]
+    xp = tl.load(rp[:, None] + cols[None, :], mask=mask, other=float("-inf")).to(tl.float32)
+    xq = tl.load(rq[:, None] + cols[None, :], mask=mask, other=float("-inf")).to(tl.float32)
+    return cols, xp, xq
+
+
+@triton.jit
 def _divergence_kernel(
     p_ptr, stride_p, q_ptr, stride_q, targets_ptr, T, V, ignore_index, out_f_ptr, out_i_ptr,
     BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr,
@@ -84,10 +95,7 @@ def _divergence_kernel(
     arg_q = tl.zeros([BLOCK_T], tl.int32)
     nan = tl.zeros([BLOCK_T], tl.int32)
     for start in range(0, V, BLOCK_V):  # sweep 1: lse, ranks, argmax
-        cols = start + tl.arange(0, BLOCK_V)
-        mask = rmask[:, None] & (cols < V)[None, :]
-        xp = tl.load(rp[:, None] + cols[None, :], mask=mask, other=float("-inf")).to(tl.float32)
-        xq = tl.load(rq[:, None] + cols[None, :], mask=mask, other=float("-inf")).to(tl.float32)
+        cols, xp, xq = _load_tiles(rp, rq, rmask, start, V, BLOCK_V)
         nan = tl.maximum(nan, tl.max(((xp != xp) | (xq != xq)).to(tl.int32), 1))
         cnt_p += tl.sum((xp > tp[:, None]).to(tl.int32), 1)
         cnt_q += tl.sum((xq > tq[:, None]).to(tl.int32), 1)
@@ -115,10 +123,7 @@ def _divergence_kernel(
     h_p = tl.zeros([BLOCK_T], tl.float32)
     h_q = tl.zeros([BLOCK_T], tl.float32)
     for start in range(0, V, BLOCK_V):  # sweep 2: KL, JS, entropies
-        cols = start + tl.arange(0, BLOCK_V)
-        mask = rmask[:, None] & (cols < V)[None, :]
-        xp = tl.load(rp[:, None] + cols[None, :], mask=mask, other=float("-inf")).to(tl.float32)
-        xq = tl.load(rq[:, None] + cols[None, :], mask=mask, other=float("-inf")).to(tl.float32)
+        _, xp, xq = _load_tiles(rp, rq, rmask, start, V, BLOCK_V)
         lp = xp - lse_p[:, None]
         lq = xq - lse_q[:, None]
         p = tl.exp(lp)

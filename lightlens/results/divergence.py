@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .score_result import load_by_suffix, save_by_suffix
+
 FORMAT = "lightlens.Divergence/1"
 FLOATS = ("kl", "reverse_kl", "js", "logprob_base", "logprob", "delta_p", "entropy_base", "entropy",
           "top_k_overlap")
@@ -317,24 +319,12 @@ class Divergence:
         >>> Divergence.load(d.save(tmp / "d.parquet")).stats() == d.stats()
         True
         """
-        path = Path(path)
-        if path.suffix == ".json":
-            path.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
-        elif path.suffix == ".parquet":
-            _write_parquet(self, path)
-        else:
-            raise ValueError(f"cannot save to {path.name!r}: use a .json or .parquet file name")
-        return path
+        return save_by_suffix(self, path, _write_parquet)
 
     @classmethod
     def load(cls, path: str | Path) -> "Divergence":
         """Load a result written by :meth:`save` (needs no torch)."""
-        path = Path(path)
-        if path.suffix == ".json":
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        if path.suffix == ".parquet":
-            return _read_parquet(cls, path)
-        raise ValueError(f"cannot load {path.name!r}: expected a .json or .parquet file")
+        return load_by_suffix(cls, path, _read_parquet)
 
 
 def _pct_label(q: float) -> str:

@@ -290,14 +290,7 @@ class ScoreResult(Totals):
         >>> result.save(tmp / "scores.parquet").name
         'scores.parquet'
         """
-        path = Path(path)
-        if path.suffix == ".json":
-            path.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
-        elif path.suffix == ".parquet":
-            _write_parquet(self, path)
-        else:
-            raise ValueError(f"cannot save to {path.name!r}: use a .json or .parquet file name")
-        return path
+        return save_by_suffix(self, path, _write_parquet)
 
     @classmethod
     def load(cls, path: str | Path) -> "ScoreResult":
@@ -307,12 +300,31 @@ class ScoreResult(Totals):
         >>> ScoreResult.load(tmp / "r.json").perplexity == result.perplexity
         True
         """
-        path = Path(path)
-        if path.suffix == ".json":
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        if path.suffix == ".parquet":
-            return _read_parquet(cls, path)
-        raise ValueError(f"cannot load {path.name!r}: expected a .json or .parquet file")
+        return load_by_suffix(cls, path, _read_parquet)
+
+
+def save_by_suffix(result, path: str | Path, write_parquet) -> Path:
+    """Write ``result.to_dict()`` as ``.json`` (UTF-8) or call ``write_parquet(result, path)`` for
+    ``.parquet``: the one place results choose their file format (never pickle)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(result.to_dict(), ensure_ascii=False), encoding="utf-8")
+    elif path.suffix == ".parquet":
+        write_parquet(result, path)
+    else:
+        raise ValueError(f"cannot save to {path.name!r}: use a .json or .parquet file name")
+    return path
+
+
+def load_by_suffix(cls, path: str | Path, read_parquet):
+    """The inverse of :func:`save_by_suffix`: ``cls.from_dict`` of a ``.json`` file, or
+    ``read_parquet(cls, path)``."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    if path.suffix == ".parquet":
+        return read_parquet(cls, path)
+    raise ValueError(f"cannot load {path.name!r}: expected a .json or .parquet file")
 
 
 def _printable(s: str) -> str:

@@ -86,10 +86,12 @@ def divergence_html(d, *, metric: str = "kl", text: int | None = None, vmin: flo
         if last_doc is not None and d.doc[i] != last_doc:
             spans.append("<hr style='border:0;border-top:1px dashed #d1d5db;margin:6px 0'>")
         last_doc = d.doc[i]
+        if not d.tokens[i]:
+            continue  # a byte-piece of a character that a later token completes (its own tooltip has it)
         scored = bool(d.scored[i])
         style = f" style='background:{colors[i]}'" if scored else ""
         cls = "ll-t" + ("" if scored else " ll-na") + ("" if not scored or d.same_top1[i] else " ll-hi")
-        spans.append(f"<span class='{cls}'{style} data-tip='{_tip(d, i, top)}'>{_visible(d.tokens[i]) or '·'}</span>")
+        spans.append(f"<span class='{cls}'{style} data-tip='{_tip(d, i, top)}'>{_visible(d.tokens[i])}</span>")
     s = d.stats()
     more = (f"<div class='ll-head'>… {len(idx) - len(shown)} more tokens not shown (max_tokens={max_tokens})</div>"
             if len(shown) < len(idx) else "")
