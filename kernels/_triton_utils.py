@@ -5,8 +5,9 @@ Every kernel works on a tile of logits ``x`` [BLOCK_T, BLOCK_V] in float32 (padd
 masked vocabulary are -inf) and keeps, per row:
     m    running max                       s    sum exp(x - m)
     w    sum exp(x - m)·(x - m)            cnt  #{x > target logit}, the target excluded
-    nan  1 if a NaN logit was seen         top  the k best (logit, id) packed as int64 keys
-so that at the end ``lse = m + log s`` and ``entropy = log s - w / s``. Two such states (of
+    top  the k best (logit, id) packed as int64 keys
+so that at the end ``lse = m + log s`` and ``entropy = log s - w / s``. A NaN logit makes
+``s`` NaN (exp(NaN) enters the sum), and so every float statistic of its row: no flag needed. Two such states (of
 two vocabulary ranges) combine exactly (:func:`merge_stats`): that is what lets a kernel split
 the vocabulary over programs (:mod:`..split_v`).
 
@@ -55,9 +56,10 @@ SHIPPED_TOP_K = (0, 8, 16, 32, 64)  # one k per compiled top-k variant (see topk
 
 
 class LaunchConfig(NamedTuple):
-    """How a kernel is launched: tile sizes, warps, software-pipeline stages and how many
-    programs split the vocabulary (``splits`` > 1: partial statistics merged by a second
-    kernel). ``block_d`` is the fused kernel's hidden-size chunk (0 elsewhere).
+    """How a kernel is launched: tile sizes, warps, software-pipeline stages, how many programs
+    split the vocabulary (``splits`` > 1: partial statistics merged by a second kernel) and,
+    where set, a register ceiling for ptxas (``maxnreg``). ``block_d`` is the fused kernel's
+    hidden-size chunk (0 elsewhere).
 
     >>> LaunchConfig(64, 128, 64, splits=3).launch_options(interpret=False)
     {'num_warps': 8, 'num_stages': 3}
@@ -69,10 +71,14 @@ class LaunchConfig(NamedTuple):
     num_warps: int = 8
     num_stages: int = 3
     splits: int = 1
+    maxnreg: int | None = None
 
     def launch_options(self, interpret: bool) -> dict:
         """Triton's launch options (none under the interpreter, which ignores them)."""
-        return {} if interpret else {"num_warps": self.num_warps, "num_stages": self.num_stages}
+        if interpret:
+            return {}
+        extra = {} if self.maxnreg is None else {"maxnreg": self.maxnreg}
+        return {"num_warps": self.num_warps, "num_stages": self.num_stages, **extra}
 
 
 def interpreting() -> bool:
@@ -211,27 +217,31 @@ def program_rows(targets_ptr, T, V, ignore_index, BLOCK_T: tl.constexpr):
 
 @triton.jit
 def init_stats(BLOCK_T: tl.constexpr):
-    """Empty running statistics (m, s, w, cnt, nan) for BLOCK_T rows."""
+    """Empty running statistics (m, s, w, cnt) for BLOCK_T rows."""
     return (tl.full([BLOCK_T], float("-inf"), tl.float32), tl.zeros([BLOCK_T], tl.float32),
-            tl.zeros([BLOCK_T], tl.float32), tl.zeros([BLOCK_T], tl.int32), tl.zeros([BLOCK_T], tl.int32))
+            tl.zeros([BLOCK_T], tl.float32), tl.zeros([BLOCK_T], tl.int32))
 
 
 @triton.jit
-def online_update(x, cols, m, s, w, cnt, nan, t_logit, target):
-    """Fold a tile ``x`` [BT, BV] into the running statistics of its rows."""
+def online_update(x, cols, m, s, w, cnt, t_logit, target, EXCLUDE_TARGET: tl.constexpr):
+    """Fold a tile ``x`` [BT, BV] into the running statistics of its rows. ``EXCLUDE_TARGET``:
+    leave the target's own column out of the rank count, for a kernel whose ``t_logit`` is not
+    bitwise the tile's value there (computed another way); where it is, ``x > t_logit`` is false
+    at the target anyway and the comparison is saved."""
     m_new = tl.maximum(m, tl.max(x, 1))
     ref = tl.where(m_new == float("-inf"), 0.0, m_new)
     shift = m - ref
     alpha = tl.exp(shift)
     d = x - ref[:, None]
     e = tl.exp(d)
-    ed = e * tl.where(e > 0, d, 0.0)  # 0·(-inf) would be NaN
+    ed = e * tl.maximum(d, -1e30)  # e·d, with 0·(-inf) = 0 where x = -inf (0 either way below -1e30)
     w = alpha * (w + tl.where(s > 0, shift, 0.0) * s) + tl.sum(ed, 1)
     s = s * alpha + tl.sum(e, 1)
-    above = (x > t_logit[:, None]) & (cols[None, :] != target[:, None])
+    above = x > t_logit[:, None]
+    if EXCLUDE_TARGET:
+        above = above & (cols[None, :] != target[:, None])
     cnt += tl.sum(above.to(tl.int32), 1)
-    nan = tl.maximum(nan, tl.max((x != x).to(tl.int32), 1))
-    return m_new, s, w, cnt, nan
+    return m_new, s, w, cnt
 
 
 @triton.jit
@@ -257,27 +267,33 @@ def topk_init(BLOCK_T: tl.constexpr, K, K_PAD: tl.constexpr):
 def topk_merge(top, x, cols, cmask):
     """Merge the tile ``x`` [BT, BV] (columns ``cols``, valid where ``cmask``) into ``top``.
 
-    A threshold pass first: only entries whose key beats the row's current k-th best are
-    candidates, compared as (order-preserving int32 of the float, 2^31 - 1 - id) pairs, so no
-    [BT, BV] int64 keys are built. Each loop pass then inserts every row's best candidate (one
-    int32 max for the value, one int32 min for the lowest id among equal values); in the
-    steady state no row has a candidate and the loop does not run.
+    First one float comparison per entry against the row's k-th best value (``-inf`` while
+    fewer than k entries were seen): ``not x < worst`` holds for every entry that could enter
+    (NaN included), so when it holds nowhere in the tile, the steady state, nothing else runs.
+    Otherwise the exact candidates are the entries whose key beats the k-th best, compared as
+    (order-preserving int32 of the float, 2^31 - 1 - id) pairs, so no [BT, BV] int64 keys are
+    built; each loop pass inserts every row's best candidate (one int32 max for the value, one
+    int32 min for the lowest id among equal values).
     """
-    bits = x.to(tl.int32, bitcast=True)
-    key32 = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
-    lo = 2147483647 - cols
     worst = tl.min(top, 1)
     w_hi = (worst >> 32).to(tl.int32)
-    w_lo = (worst & 0xFFFFFFFF).to(tl.int32)
-    cand = cmask[None, :] & ((key32 > w_hi[:, None]) | ((key32 == w_hi[:, None]) & (lo[None, :] > w_lo[:, None])))
-    while tl.max(tl.max(cand.to(tl.int32), 1), 0) > 0:
-        b_hi = tl.max(tl.where(cand, key32, -2147483648), 1)
-        b_col = tl.min(tl.where(cand & (key32 == b_hi[:, None]), cols[None, :], 2147483647), 1)
-        best = (b_hi.to(tl.int64) << 32) + (2147483647 - b_col).to(tl.int64)
-        take = best > worst
-        top = tl.where((top == worst[:, None]) & take[:, None], best[:, None], top)
-        cand = cand & take[:, None] & (cols[None, :] != b_col[:, None])
-        worst = tl.min(top, 1)
+    w_bits = tl.where(w_hi >= 0, w_hi, w_hi ^ 0x7FFFFFFF)
+    w_val = tl.where(w_hi == -2147483648, float("-inf"), w_bits.to(tl.float32, bitcast=True))
+    maybe = ~(x < w_val[:, None])
+    if tl.max(tl.max(maybe.to(tl.int32), 1), 0) > 0:
+        bits = x.to(tl.int32, bitcast=True)
+        key32 = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+        lo = 2147483647 - cols
+        w_lo = (worst & 0xFFFFFFFF).to(tl.int32)
+        cand = cmask[None, :] & ((key32 > w_hi[:, None]) | ((key32 == w_hi[:, None]) & (lo[None, :] > w_lo[:, None])))
+        while tl.max(tl.max(cand.to(tl.int32), 1), 0) > 0:
+            b_hi = tl.max(tl.where(cand, key32, -2147483648), 1)
+            b_col = tl.min(tl.where(cand & (key32 == b_hi[:, None]), cols[None, :], 2147483647), 1)
+            best = (b_hi.to(tl.int64) << 32) + (2147483647 - b_col).to(tl.int64)
+            take = best > worst
+            top = tl.where((top == worst[:, None]) & take[:, None], best[:, None], top)
+            cand = cand & take[:, None] & (cols[None, :] != b_col[:, None])
+            worst = tl.min(top, 1)
     return top
 
 
@@ -296,12 +312,12 @@ def topk_insert(top, keys):
 
 
 @triton.jit
-def finish_and_store(rows, rmask, m, s, w, cnt, nan, t_logit, ignored, top,
+def finish_and_store(rows, rmask, m, s, w, cnt, t_logit, ignored, top,
                      logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr,
                      K, K_PAD: tl.constexpr, TOPK: tl.constexpr):
     """Final statistics of each row, stored; NaN logits make every float statistic NaN; an
     ignored row has rank 0, a row whose target is out of range rank -1."""
-    has_nan = nan > 0
+    has_nan = s != s
     lse = tl.where(has_nan, float("nan"), m + tl.log(s))
     ent = tl.where(has_nan, float("nan"), tl.log(s) - w / tl.where(s > 0, s, 1.0))
     logprob = tl.where((ignored != 0) | has_nan, float("nan"), t_logit - lse)

@@ -6,13 +6,13 @@ Each main kernel runs on a grid (row blocks, S); program (r, j) walks the column
 may be empty) and, when S > 1, stores its partial state instead of the statistics:
 
     part_f    [3, S, T] f32   m (max), s (sum exp(x - m)), w (sum exp(x - m)·(x - m))
-    part_i    [2, S, T] i32   cnt (#{x > target logit}, target excluded), nan (1 if a NaN was seen)
+    part_i    [S, T] i32      cnt (#{x > target logit}, target excluded)
     part_keys [S, T, k] i64   the split's top-k keys (sentinels below every real key where the
                               range has fewer than k entries)
     t_logit   [T] f32         the target's logit, stored by split 0 into the logprob output
 
 ``_merge_splits_kernel`` folds the S parts of BLOCK_T rows together (:func:`merge_stats`,
-counts added, NaN flags or-ed, keys inserted into one top-k) and stores the same outputs as
+counts added, keys inserted into one top-k; a NaN in any part makes the merged s NaN) and stores the same outputs as
 an unsplit kernel: logprob, logsumexp, entropy [T] f32, rank [T] i64, top-k keys [T, k] i64.
 Ranks and ids are exactly the unsplit ones; the float sums differ only by rounding order.
 """
@@ -45,7 +45,7 @@ from ._triton_utils import (
 
 
 @triton.jit
-def store_partials(rows, rmask, T, t_logit, m, s, w, cnt, nan, top,
+def store_partials(rows, rmask, T, t_logit, m, s, w, cnt, top,
                    logprob_ptr, part_f_ptr, part_i_ptr, part_keys_ptr,
                    K, K_PAD: tl.constexpr, TOPK: tl.constexpr):
     """Store this program's partial state (split ``program_id(1)`` of its rows)."""
@@ -56,7 +56,6 @@ def store_partials(rows, rmask, T, t_logit, m, s, w, cnt, nan, top,
     tl.store(part_f_ptr + n + at, s, mask=rmask)
     tl.store(part_f_ptr + 2 * n + at, w, mask=rmask)
     tl.store(part_i_ptr + at, cnt, mask=rmask)
-    tl.store(part_i_ptr + n + at, nan, mask=rmask)
     if j == 0:
         tl.store(logprob_ptr + rows, t_logit, mask=rmask)
     if TOPK:
@@ -73,7 +72,7 @@ def _merge_splits_kernel(
     rows, rmask, target, ignored, safe = program_rows(targets_ptr, T, V, ignore_index, BLOCK_T)
     t_logit = tl.load(logprob_ptr + rows, mask=rmask, other=0.0)
     n = S.to(tl.int64) * T
-    m, s, w, cnt, nan = init_stats(BLOCK_T)
+    m, s, w, cnt = init_stats(BLOCK_T)
     top = topk_init(BLOCK_T, K, K_PAD)
     slots = tl.arange(0, K_PAD)
     at = rows.to(tl.int64)  # row's entry in split j: j·T + row
@@ -83,7 +82,6 @@ def _merge_splits_kernel(
         w2 = tl.load(part_f_ptr + 2 * n + at, mask=rmask, other=0.0)
         m, s, w = merge_stats(m, s, w, m2, s2, w2)
         cnt += tl.load(part_i_ptr + at, mask=rmask, other=0)
-        nan = tl.maximum(nan, tl.load(part_i_ptr + n + at, mask=rmask, other=0))
         if TOPK:
             keys = tl.load(part_keys_ptr + at[:, None] * K + slots[None, :],
                            mask=rmask[:, None] & (slots[None, :] < K), other=-9223372036854775807 - 1)
@@ -91,7 +89,7 @@ def _merge_splits_kernel(
             keys = tl.where(keys >= -9223372036854775744, keys, -9223372036854775807 - 1)
             top = topk_insert(top, keys)
         at += T
-    finish_and_store(rows, rmask, m, s, w, cnt, nan, t_logit, ignored, top,
+    finish_and_store(rows, rmask, m, s, w, cnt, t_logit, ignored, top,
                      logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD, TOPK)
 
 
@@ -99,7 +97,7 @@ def merge_config(k: int) -> LaunchConfig:
     """The merge kernel's launch configuration (the same on a GPU and in the interpreter).
 
     >>> merge_config(20)
-    LaunchConfig(block_t=32, block_v=0, block_d=0, num_warps=4, num_stages=1, splits=1)
+    LaunchConfig(block_t=32, block_v=0, block_d=0, num_warps=4, num_stages=1, splits=1, maxnreg=None)
     """
     return LaunchConfig(block_t=32, block_v=0, num_warps=4, num_stages=1)
 
@@ -128,7 +126,7 @@ def launch(run_main: Callable, *, t: int, v: int, k: int, config: LaunchConfig, 
     split = splits > 1
     if split:
         partials = (torch.empty((3, splits, t), dtype=torch.float32, device=device),
-                    torch.empty((2, splits, t), dtype=torch.int32, device=device),
+                    torch.empty((splits, t), dtype=torch.int32, device=device),
                     torch.empty((splits, t, k), dtype=torch.int64, device=device))
     else:  # never touched: views of the outputs with the dtypes the kernel's signature has
         partials = (lse, lse.view(torch.int32), keys)

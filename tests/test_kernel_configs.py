@@ -68,7 +68,7 @@ def logits_case(seed, t, v, dtype):
     targets = torch.randint(0, v, (t,), generator=g)
     targets[1] = -100
     x[2, : v // 3] = float("-inf")  # a masked vocabulary
-    x[0, 7] = x[0, 4100] = x[0].max() + 1  # a tie for the best logit, across tiles: lower id first
+    x[0, 7] = x[0, v - 5] = x[0].max() + 1  # a tie for the best logit, across tiles: lower id first
     return x, targets
 
 
@@ -85,9 +85,11 @@ def test_token_stats_cases_cover_every_gpu_configuration():
 
 @pytest.mark.parametrize("case", TOKEN_CASES, ids=case_id)
 def test_token_stats_gpu_configuration(case):
-    """BLOCK_T 1, BLOCK_V 4,096: V = 5,000 is a full tile and a masked one; also split in two."""
+    """One row per program in the GPU's tiles: V = BLOCK_V + 808 is a full tile and a masked one;
+    also split in two (a tile each)."""
     dtype, k, _, config = case
-    logits, targets = logits_case(k, 3, 5000, DTYPES[dtype])
+    v = config.block_v + 808
+    logits, targets = logits_case(k, 3, v, DTYPES[dtype])
     want = float64_stats(logits, targets, k)
     whole = logits_op.token_stats_triton(logits, targets, k, config=config)
     halves = logits_op.token_stats_triton(logits, targets, k, config=config._replace(splits=2))
@@ -96,7 +98,7 @@ def test_token_stats_gpu_configuration(case):
         assert torch.equal(got.top_k_ids, stable_top_ids(logits, k))  # the exact values: ids exact, any dtype
     same_choices(whole, halves)
     if k:
-        assert whole.top_k_ids[0, :2].tolist() == [7, 4100]
+        assert whole.top_k_ids[0, :2].tolist() == [7, v - 5]
 
 
 FUSED_CASES = gpu_cases(fused)
@@ -164,10 +166,11 @@ def test_split_v_any_count_fused(splits):
 
 @pytest.mark.parametrize("splits,k", [(2, 1), (3, 64), (4, 5)])
 def test_split_v_any_count_token_stats(splits, k):
-    """V = 9,000 in 4,096-column tiles (3): 2 splits (2 + 1 tiles), 3 (1 each; k = 64 merges
-    3 x 64 keys), 4 (1, 1, 1 and an empty range)."""
-    logits, targets = logits_case(splits, 3, 9000, torch.float32)
-    config = logits_op.launch_config(3, 9000, torch.float32, k)._replace(splits=splits)
+    """V = 2·BLOCK_V + 1,000 in the GPU's tiles (3): 2 splits (2 + 1 tiles), 3 (1 each; k = 64
+    merges 3 x 64 keys), 4 (1, 1, 1 and an empty range)."""
+    v = 2 * logits_op.BLOCK_V + 1000
+    logits, targets = logits_case(splits, 3, v, torch.float32)
+    config = logits_op.launch_config(3, v, torch.float32, k)._replace(splits=splits)
     got = logits_op.token_stats_triton(logits, targets, k, config=config)
     check(got, float64_stats(logits, targets, k), k, exact_ids=False)
     assert torch.equal(got.top_k_ids, stable_top_ids(logits, k))
@@ -184,6 +187,29 @@ def test_split_with_fewer_logits_than_k_in_a_split():
     want = float64_stats(head_logits(hidden.double(), weight.double()), targets, 20)
     check(got, want, 20, terms=70 * 16, scale=(hidden.abs() @ weight.abs().T).max())
     assert all(len(set(row)) == 20 and min(row) >= 0 for row in got.top_k_ids.tolist())
+
+
+def test_a_nan_logit_makes_its_row_nan_split_or_not():
+    """No NaN flag: exp(NaN) makes the row's sum NaN, in any split, and so lse, entropy and
+    logprob; the other rows are untouched, ranks and ids agree split or not."""
+    v = 2 * logits_op.BLOCK_V + 1000
+    logits, targets = logits_case(7, 3, v, torch.float32)
+    logits[2, v - 3] = float("nan")  # in the last tile (the last split)
+    config = logits_op.launch_config(3, v, "fp32", 5)
+    runs = [logits_op.token_stats_triton(logits, targets, 5, config=config._replace(splits=n)) for n in (1, 3)]
+    want = float64_stats(logits, targets, 5)
+    for got in runs:
+        assert torch.isnan(got.logsumexp[2]) and torch.isnan(got.entropy[2]) and torch.isnan(got.logprob[2])
+        np.testing.assert_allclose(got.logsumexp[:2].double().numpy(), want["logsumexp"][:2].numpy(),
+                                   atol=f32_tol(v, logits[:2]))
+        assert got.top_k_ids[2, 0] == v - 3  # NaN sorts above every number, as in torch.topk
+    same_choices(*runs)
+    hidden, weight, t2 = fused_inputs(3, 66, 24, 300)
+    hidden[65, 4] = float("nan")
+    config = fused.launch_config(66, 300, 24, torch.float32, 5, aligned=False)
+    runs = [fused.fused_token_stats_triton(hidden, weight, t2, 5, config=config._replace(splits=n)) for n in (1, 3)]
+    for got in runs:
+        assert bool(torch.isnan(got.logsumexp[65])) and not bool(torch.isnan(got.logsumexp[:65]).any())
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
@@ -229,16 +255,17 @@ def test_choose_splits_gives_two_programs_per_sm():
 def test_out_of_range_targets_on_the_device_are_flagged_not_read():
     """Targets already on the GPU are not read back; the kernel marks an out-of-range one with
     rank -1 and NaN logprob (and reads nothing out of bounds); the other rows are unaffected."""
-    logits, targets = logits_case(1, 3, 5000, torch.float32)
-    targets[0] = 5000
-    config = logits_op.launch_config(3, 5000, "fp32", 3, "sm_90")
+    v = logits_op.BLOCK_V + 808
+    logits, targets = logits_case(1, 3, v, torch.float32)
+    targets[0] = v
+    config = logits_op.launch_config(3, v, "fp32", 3, "sm_90")
 
     def run(splits):
         def main(grid, v_per_split, outputs, partials):
             logits_op._token_stats_kernel[grid](
-                logits, logits.stride(0), targets, 3, 5000, -100, 3, v_per_split, *outputs, *partials,
-                **utils.topk_constexprs(3), BLOCK_T=1, BLOCK_V=4096)
-        return split_v.launch(main, t=3, v=5000, k=3, config=config._replace(splits=splits), targets=targets,
+                logits, logits.stride(0), targets, 3, v, -100, 3, v_per_split, *outputs, *partials,
+                **utils.topk_constexprs(3), BLOCK_T=config.block_t, BLOCK_V=config.block_v)
+        return split_v.launch(main, t=3, v=v, k=3, config=config._replace(splits=splits), targets=targets,
                               ignore_index=-100, device="cpu")
 
     for splits in (1, 2):
@@ -246,7 +273,7 @@ def test_out_of_range_targets_on_the_device_are_flagged_not_read():
         assert got.rank.tolist()[:2] == [-1, 0] and got.rank[2] >= 1
         assert torch.isnan(got.logprob[0]) and torch.isnan(got.logprob[1]) and not torch.isnan(got.logprob[2])
         want = float64_stats(logits, torch.tensor([0, -100, int(targets[2])]), 3)
-        np.testing.assert_allclose(got.logsumexp.double().numpy(), want["logsumexp"].numpy(), atol=f32_tol(5000, logits))
+        np.testing.assert_allclose(got.logsumexp.double().numpy(), want["logsumexp"].numpy(), atol=f32_tol(v, logits))
 
 
 def test_targets_on_the_device_are_not_read_back():

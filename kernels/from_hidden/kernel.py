@@ -87,7 +87,7 @@ def _fused_token_stats_kernel(
 
     v_lo = tl.program_id(1) * v_per_split  # this program's columns (all of them when unsplit)
     v_hi = tl.minimum(V, v_lo + v_per_split)
-    m, s, w, cnt, nan = init_stats(BLOCK_T)
+    m, s, w, cnt = init_stats(BLOCK_T)
     top = topk_init(BLOCK_T, K, K_PAD)
     for v0 in range(v_lo, v_hi, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V)
@@ -106,14 +106,14 @@ def _fused_token_stats_kernel(
         if has_bias != 0:
             acc += tl.load(b_ptr + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
         x = tl.where(cmask[None, :], head_transform(acc, scale, cap), float("-inf"))
-        m, s, w, cnt, nan = online_update(x, cols, m, s, w, cnt, nan, t_logit, target)
+        m, s, w, cnt = online_update(x, cols, m, s, w, cnt, t_logit, target, True)
         if TOPK:
             top = topk_merge(top, x, cols, cmask)
     if tl.num_programs(1) > 1:  # split-V: the merge kernel finishes
-        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, nan, top,
+        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, top,
                        logprob_ptr, part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
     else:
-        finish_and_store(rows, rmask, m, s, w, cnt, nan, t_logit, ignored, top,
+        finish_and_store(rows, rmask, m, s, w, cnt, t_logit, ignored, top,
                          logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD, TOPK)
 
 
@@ -130,9 +130,9 @@ def launch_config(t: int, v: int, d: int, dtype, k: int, device: str = "sm_90", 
       tiles of 128 columns; 64 columns when k > 32 on sm_90 and when k > 0 on sm_80, where
       the running top-k needs the registers;
     - bf16/fp16 otherwise (scalar loads): 64 columns × 16 features, 2 stages;
-    - float32 (exact float32 products, not TF32): 64 columns × 16 features, 1 stage (2 for
-      k = 0 on sm_90: with 1 its demand sits just above 128 registers, and ptxas caps it there
-      and spills to fit two blocks per SM).
+    - float32 (exact float32 products, not TF32): 64 columns × 16 features, 1 stage, and a
+      stated register ceiling of 255 (``maxnreg``): without one, ptxas caps a demand just
+      above 128 registers at 128 and spills, to fit two blocks per SM.
 
     These are the largest tiles that compile without register spills for every k
     (``python -m lightlens.kernels.aot --report``). BLOCK_D is at least 16, as ``tl.dot``
@@ -142,7 +142,7 @@ def launch_config(t: int, v: int, d: int, dtype, k: int, device: str = "sm_90", 
     once, unsplit.
 
     >>> launch_config(8192, 128256, 4096, torch.bfloat16, 20)
-    LaunchConfig(block_t=64, block_v=128, block_d=64, num_warps=8, num_stages=3, splits=3)
+    LaunchConfig(block_t=64, block_v=128, block_d=64, num_warps=8, num_stages=3, splits=3, maxnreg=None)
     >>> launch_config(8192, 128256, 4096, torch.bfloat16, 20, "sm_80").block_v
     64
     >>> launch_config(1000, 49152, 576, "fp32", 64).splits
@@ -152,8 +152,9 @@ def launch_config(t: int, v: int, d: int, dtype, k: int, device: str = "sm_90", 
     if device == "interpret":
         return LaunchConfig(16, min(next_pow2(v), 1024), min(next_pow2(d), 256), num_warps=1, num_stages=1)
     if name == "fp32":
-        block_v, block_d, stages = 64, 16, 2 if k == 0 and device == "sm_90" else 1
-    elif not aligned:
+        return LaunchConfig(64, 64, 16, num_warps=8, num_stages=1, maxnreg=255,
+                            splits=choose_splits(cdiv(t, 64), v, 64, sms))
+    if not aligned:
         block_v, block_d, stages = 64, 16, 2
     else:
         wide = k <= 32 if device == "sm_90" else k == 0

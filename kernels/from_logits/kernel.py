@@ -46,7 +46,7 @@ from .._triton_utils import (
 )
 from ..split_v import launch, store_partials
 
-BLOCK_V = 4096  # one row's tile on a GPU: 16 warps, 8 logits a thread
+BLOCK_V = 8192  # one row's tile on a GPU: 16 warps, 16 logits a thread
 
 
 @triton.jit(do_not_specialize=["K"])
@@ -61,7 +61,7 @@ def _token_stats_kernel(
     v_lo = tl.program_id(1) * v_per_split  # this program's columns (all of them when unsplit)
     v_hi = tl.minimum(V, v_lo + v_per_split)
 
-    m, s, w, cnt, nan = init_stats(BLOCK_T)
+    m, s, w, cnt = init_stats(BLOCK_T)
     top = topk_init(BLOCK_T, K, K_PAD)
     # Each tile is requested one iteration ahead (a hand-written two-stage pipeline), so that
     # two tiles per thread are in flight while one is folded in: twice the bytes in flight of
@@ -76,28 +76,30 @@ def _token_stats_kernel(
         nxt = cols + BLOCK_V
         ahead = tl.load(row_ptr[:, None] + nxt[None, :], mask=rmask[:, None] & (nxt < v_hi)[None, :],
                         other=float("-inf"))
-        m, s, w, cnt, nan = online_update(x, cols, m, s, w, cnt, nan, t_logit, target)
+        m, s, w, cnt = online_update(x, cols, m, s, w, cnt, t_logit, target, False)
         if TOPK:
             top = topk_merge(top, x, cols, cmask)
     if tl.num_programs(1) > 1:  # split-V: the merge kernel finishes
-        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, nan, top,
+        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, top,
                        logprob_ptr, part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
     else:
-        finish_and_store(rows, rmask, m, s, w, cnt, nan, t_logit, ignored, top,
+        finish_and_store(rows, rmask, m, s, w, cnt, t_logit, ignored, top,
                          logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD, TOPK)
 
 
 def launch_config(t: int, v: int, dtype, k: int, device: str = "sm_90", sms: int = DEFAULT_SMS) -> LaunchConfig:
     """The launch configuration of :func:`token_stats_triton` for logits [t, v] of ``dtype``
-    and top-``k``: on a GPU (``device`` "sm_90" or "sm_80", the same) one row per program in 4,096-column tiles
-    over 16 warps (8 logits a thread: at most 92 registers, 16 to 64 warps resident per SM,
-    for every dtype and k), the vocabulary split when the rows alone give fewer than two
-    programs per SM (``sms`` of them); under the interpreter (``"interpret"``) 16 rows per
-    program in tiles of up to 1,024 columns, which is faster there.
+    and top-``k``: on a GPU (``device`` "sm_90" or "sm_80", the same) one row per program in
+    8,192-column tiles over 16 warps (16 logits a thread: at most ~115 registers, no spills,
+    16 to 32 warps resident per SM for every dtype and k; the tile is wide because every tile
+    costs each thread five block-wide reductions, so wider tiles spend fewer instructions per
+    logit), the vocabulary split when the rows alone give fewer than two programs per SM
+    (``sms`` of them); under the interpreter (``"interpret"``) 16 rows per program in tiles of
+    up to 1,024 columns, which is faster there.
 
     >>> launch_config(8192, 128256, torch.bfloat16, 20)
-    LaunchConfig(block_t=1, block_v=4096, block_d=0, num_warps=16, num_stages=3, splits=1)
-    >>> launch_config(64, 128256, "fp32", 5).splits   # 64 rows: 6 splits of 6 tiles
+    LaunchConfig(block_t=1, block_v=8192, block_d=0, num_warps=16, num_stages=3, splits=1, maxnreg=None)
+    >>> launch_config(64, 128256, "fp32", 5).splits   # 64 rows: 6 splits of 3 tiles
     6
     """
     dtype_name(dtype)
