@@ -375,6 +375,106 @@ table.round(1)"""),
 assert ax.get_title() == "token statistics, CPU" and ax.get_ylabel() == "ms" and len(ax.patches) == table.size
 assert [t.get_text() for t in ax.get_legend().get_texts()] == list(table.columns)"""),
     ],
+    "divergence.ipynb": [
+        md("""
+# How much does precision change the model? KL divergence per token
+
+The default model (SmolLM2-135M) in float32 is the base; the same weights in bfloat16 and in
+float16 are compared with it on the first 512 tokens of WikiText-2, token by token: KL
+divergence of the base's prediction to the other's, Δp of the actual next token, whether the
+most likely token stays the same. The numbers are llama.cpp's `--kl-divergence` statistics,
+computed exactly (float32, from both full distributions) in one call, with no base file.
+""" + CHECKS_NOTE),
+        code("""
+import matplotlib
+matplotlib.use("module://matplotlib_inline.backend_inline")
+import numpy as np
+import torch
+import lightlens
+from lightlens.text.tokens import truncate_tokens
+
+fp32 = lightlens.load(device="cpu", dtype=torch.float32)
+bf16 = lightlens.load(device="cpu", dtype=torch.bfloat16)
+fp16 = lightlens.load(device="cpu", dtype=torch.float16)
+wiki = open("../../shared/data/wikitext-2-raw-v1-test.txt", encoding="utf-8").read()[:6_000]
+text = truncate_tokens(fp32.tokenizer, wiki, 512)
+d = lightlens.divergence(text, base=fp32, model=bf16, progress=False)
+print(d.report())""", IGNORE),
+        code("""
+# check: llama.cpp's table, and numbers where any CPU lands (bf16 rounding differs between CPUs)
+s = d.stats()
+report = d.report()
+for line in ("Mean PPL(Q)", "Mean ln(PPL(Q)/PPL(base))", "Mean    KLD:", "Median  KLD:", "99.9%   KLD:",
+             "RMS Δp    :", "Same top p:"):
+    assert line in report, line
+assert len(d) == 512 and d.num_scored == 511 and np.isnan(d.kl[0])
+assert 1e-4 < s["mean_kl"] < 1e-2 and s["max_kl"] < 1.0 and 85 < s["same_top1"] < 100
+assert s["cor_logprob"] > 0.99 and abs(s["ln_ppl_ratio"]) < 0.05
+print("bfloat16: mean KL between 1e-4 and 1e-2 nats, the same top-1 token for over 85% of tokens")"""),
+        md("The same for float16 (10 mantissa bits instead of bfloat16's 7), side by side:"),
+        code("""
+import pandas as pd
+
+d16 = lightlens.divergence(text, base=fp32, model=fp16, progress=False)
+keys = ["mean_kl", "kl_p99", "max_kl", "mean_js", "rms_delta_p", "same_top1", "ln_ppl_ratio", "cor_logprob"]
+table = pd.DataFrame({"bfloat16": d.stats(), "float16": d16.stats()}).loc[keys]
+table""", IGNORE),
+        code("""
+# check: float16 stays much closer to float32 than bfloat16 does (8x finer rounding)
+s16 = d16.stats()
+assert list(table.index) == keys and list(table.columns) == ["bfloat16", "float16"]
+assert s16["mean_kl"] < s["mean_kl"] / 4 and s16["same_top1"] >= s["same_top1"] - 1
+assert s16["mean_kl"] > 0 and s16["cor_logprob"] > 0.999"""),
+        md("""
+Where do they disagree? Tokens coloured by KL (log scale; outlined where the top-1 token
+changes). Hover a token for both models' probability of it and both top-5 lists."""),
+        code("d.heatmap(max_tokens=300)", IGNORE),
+        code("""
+# check: one span and one tooltip per shown token, both top-5 lists in every scored tooltip
+import re
+h = d.heatmap(max_tokens=300)._repr_html_()
+shown = sum(1 for t in d.tokens[:300] if t)  # a byte-piece that a later token completes has no span
+assert h.count("data-tip=") == len(re.findall(r"<span class='ll-t[ ']", h)) == shown > 290
+assert h.count("base top-5") == shown - 1 and "<script" not in h and "more tokens not shown" in h"""),
+        md("The KL distribution (CDF, log x), Δp of the actual tokens, and KL along the text:"),
+        code("fig = d.plot()", IGNORE),
+        code("""
+# check: the plots' structure (pixels are never compared)
+a, b, c = fig.axes
+assert a.get_xscale() == "log" and c.get_yscale() == "log" and b.get_xlabel().startswith("Δp")
+assert len(a.lines) == 1 and len(a.lines[0].get_xdata()) == d.num_scored and len(b.patches) == 50"""),
+        md("The tokens where bfloat16 moved the prediction most:"),
+        code("""
+df = d.to_pandas()
+df.sort_values("kl", ascending=False).head(5)[["token", "kl", "logprob_base", "logprob", "delta_p", "same_top1"]]""", IGNORE),
+        code("""
+# check: the table is the result's arrays, sorted
+top = df.sort_values("kl", ascending=False).head(5)
+assert np.allclose(top["kl"].to_numpy(), np.sort(d.kl[1:])[::-1][:5]) and (top["kl"] > s["kl_p99"]).all()"""),
+        md("""
+## Full distributions on demand
+
+`lm.distributions(text)` streams float32 log-probability rows (`[n, V]`) for any positions;
+`lm.save_distributions(text, path, dtype=...)` writes them memory-mappable, and a later
+`divergence(text, base=path, ...)` needs no base model. bfloat16 files are half the size, at a
+stated price (each log-probability rounded to 2^-9 of its size):"""),
+        code("""
+short = truncate_tokens(fp32.tokenizer, wiki, 128)
+rows = torch.cat(list(fp32.distributions(short, positions=[5, 6, 7])))
+r = fp32.score(short)
+path = fp32.save_distributions(short, "base-bf16.safetensors", dtype="bfloat16")
+from_file = lightlens.divergence(short, base=path, model=bf16, progress=False)
+exact = lightlens.divergence(short, base=fp32, model=bf16, progress=False)
+print(rows.shape, from_file.exactness)
+print("largest KL difference from the bf16 file:", np.nanmax(np.abs(from_file.kl - exact.kl)))""", IGNORE),
+        code("""
+# check: the rows are the model's log-probabilities; the bf16 file moves KL by far less than KL itself
+assert rows.shape == (3, fp32.vocab_size) and rows.dtype == torch.float32
+assert np.allclose(rows[:, r.token_ids[5:8]].diagonal().numpy(), r.logprobs[5:8], atol=1e-4)
+assert "2^-9" in from_file.exactness and np.array_equal(from_file.top1_base[1:], exact.top1_base[1:])
+assert np.nanmax(np.abs(from_file.kl - exact.kl)) < 0.1 * np.nanmax(exact.kl)
+import os; os.remove(path)"""),
+    ],
 }
 
 
