@@ -58,8 +58,24 @@ H100 = Ceilings(
     sms=132,
     load_latency_s=700e-9,  # assumption
 )
-EPILOGUE_OPS = 30  # 32-bit instructions per logit after it exists: online max / sum-exp / entropy /
-# rank (~18: max, subtract, exp, multiply, selects, adds, compares), the top-k threshold (~8), masks
+# SASS instructions a thread issues per logit in the steady state of our sm_90 kernels (the
+# online max / sum-exp / entropy / rank, the top-k prefilter, masks and the tile's block-wide
+# reductions; the matmul and the rare top-k insertions left out), as
+# ``python -m lightlens.kernels.aot --report`` counts them in the compiled cubins (Triton 3.9).
+EPILOGUE_INSTR = {("token_stats", False): 23, ("token_stats", True): 30,
+                  ("fused", "bf16", False): 45, ("fused", "bf16", True): 50,
+                  ("fused", "fp32", False): 48, ("fused", "fp32", True): 62}
+
+
+def epilogue_instructions(op: str, dtype: torch.dtype, k: int) -> int:
+    """Instructions per logit our kernel spends on the statistics (see :data:`EPILOGUE_INSTR`).
+
+    >>> epilogue_instructions("token_stats", torch.bfloat16, 20), epilogue_instructions("fused", torch.float16, 0)
+    (30, 45)
+    """
+    if op == "token_stats":
+        return EPILOGUE_INSTR[(op, k > 0)]
+    return EPILOGUE_INSTR[(op, "fp32" if dtype == torch.float32 else "bf16", k > 0)]
 
 
 def roofline(op: str, t: int, v: int, d: int, dtype: torch.dtype, k: int = 20, ceilings: Ceilings = H100) -> dict:
@@ -73,7 +89,7 @@ def roofline(op: str, t: int, v: int, d: int, dtype: torch.dtype, k: int = 20, c
 
     - token_stats: max(HBM bytes / copy rate, Little's law (the bytes our configuration keeps in
       flight per SM over the load latency), epilogue instructions / issue rate); the epilogue
-      overlaps the loads (other warps).
+      overlaps the loads (other warps). Instructions per logit: :func:`epilogue_instructions`.
     - fused: max(flops / matmul rate, L2 → SM traffic / L2 rate, HBM traffic / copy rate) +
       epilogue. Each program streams its weight range once per 64-row block and its hidden rows
       once per column tile, all through L2 (the tile's arithmetic intensity is
@@ -86,13 +102,13 @@ def roofline(op: str, t: int, v: int, d: int, dtype: torch.dtype, k: int = 20, c
     (2.1, 0.94, 'epilogue')
     >>> r = roofline("fused", 8192, 128256, 4096, torch.bfloat16)
     >>> round(r["flops"] / 1e12, 1), round(r["ideal_s"] * 1e3, 1), round(r["predicted_s"] * 1e3, 1), r["bound"]
-    (8.6, 10.9, 29.8, 'l2')
+    (8.6, 10.9, 30.4, 'l2')
     """
     from lightlens.kernels._triton_utils import cdiv
 
     e = torch.finfo(dtype).bits // 8
     outputs = t * (3 * 4 + 8 + 8 * k + 8)  # logprob, lse, entropy, rank, top-k keys; targets read
-    epilogue_s = t * v * EPILOGUE_OPS / ceilings.lane_ops_per_s
+    epilogue_s = t * v * epilogue_instructions(op, dtype, k) / ceilings.lane_ops_per_s
     if op == "token_stats":
         from lightlens.kernels.from_logits.kernel import launch_config
 
@@ -126,31 +142,41 @@ def roofline(op: str, t: int, v: int, d: int, dtype: torch.dtype, k: int = 20, c
             "predicted_s": predicted, "bound": bound, **{f"{n}_s": x for n, x in terms.items()}}
 
 
-def roofline_table(shapes=None, dtypes=GPU_DTYPES, k: int = 20, ceilings: Ceilings = H100) -> str:
-    """The roofline of both kernels at every benchmark shape, as a Markdown table.
+def roofline_table(shapes=None, dtypes=GPU_DTYPES, k: int = 20, ceilings: Ceilings = H100,
+                   measured: dict | None = None) -> str:
+    """The roofline of both kernels at every benchmark shape, as a Markdown table; ``measured``
+    maps (op, T, V, D, dtype name) to measured milliseconds (rows of :func:`run` on a GPU).
 
     >>> print(roofline_table([(1024, 49152, 576)], [torch.bfloat16]).splitlines()[2])
-    | 1,024 | 49,152 | — | bf16 | token_stats | 0.10 GB | — | 0.03 | 0.05 ms (epilogue) | 0.03 ms (latency) | 1 × 4096, 16 warps, 1 split |
+    | 1,024 | 49,152 | — | bf16 | token_stats | 0.10 GB | — | 0.03 | 0.05 ms (epilogue) | 0.03 ms (hbm) | 1 × 8192, 16 warps, 1 split | not measured on GPU |
     """
     rows = ["| T | V | D | dtype | kernel | HBM bytes | flops | ideal ms | our config should reach | "
-            "next bound | configuration |", "| " + " | ".join(["---"] * 11) + " |"]
+            "next bound | configuration | measured |", "| " + " | ".join(["---"] * 12) + " |"]
     for t, v, d in shapes or GPU_SHAPES:
         for dtype in dtypes:
             for op in ("token_stats", "fused"):
                 if op == "token_stats" and d != min(dd for _, _, dd in (shapes or GPU_SHAPES)):
                     continue  # token_stats does not depend on D: one row per (T, V)
                 r = roofline(op, t, v, d, dtype, k, ceilings)
-                terms = sorted(((x, n.removesuffix("_s")) for n, x in r.items()
-                                if n.endswith("_s") and n not in ("ideal_s", "predicted_s", "epilogue_s")), reverse=True)
+                additive = ("epilogue_s",) if op == "fused" else ()  # added to the bound, not one itself
+                terms = sorted(((x, n.removesuffix("_s")) for n, x in r.items() if n.endswith("_s")
+                                and n not in ("ideal_s", "predicted_s", *additive)), reverse=True)
                 c = r["config"]
                 tiles = f"{c['block_t']} × {c['block_v']}" + (f" × {c['block_d']}" if c["block_d"] else "")
-                second = f"{terms[1][0] * 1e3:.2f} ms ({terms[1][1]})" if len(terms) > 1 else "—"
+                nxt = [(x, n) for x, n in terms if n != r["bound"]]
+                second = f"{nxt[0][0] * 1e3:.2f} ms ({nxt[0][1]})" if nxt else "—"
                 rows.append(
                     f"| {t:,} | {v:,} | {d if op == 'fused' else '—'} | {r['dtype'].replace('bfloat16', 'bf16').replace('float32', 'fp32')} "
                     f"| {op} | {r['hbm_bytes'] / 1e9:.2f} GB | {_flops(r['flops'])} | {r['ideal_s'] * 1e3:.2f} "
                     f"| {r['predicted_s'] * 1e3:.2f} ms ({r['bound']}) | {second} "
-                    f"| {tiles}, {c['num_warps']} warps, {c['splits']} split{'s' if c['splits'] > 1 else ''} |")
+                    f"| {tiles}, {c['num_warps']} warps, {c['splits']} split{'s' if c['splits'] > 1 else ''} "
+                    f"| {_measured(measured, op, t, v, d, r['dtype'])} |")
     return "\n".join(rows)
+
+
+def _measured(measured: dict | None, op: str, t: int, v: int, d: int, dtype: str) -> str:
+    ms = (measured or {}).get((op, t, v, d if op == "fused" else None, dtype))
+    return "not measured on GPU" if ms is None else f"{ms:.2f} ms"
 
 
 def _flops(f: float) -> str:

@@ -12,8 +12,11 @@ strides, hidden size and vocabulary multiples of 16, as every real model has) an
 (an odd vocabulary such as GPT-2's 50,257, a tiny hidden size: scalar loads; the fused
 kernel's launcher picks other tiles then). ``--report`` prints, from ``ptxas -v`` (the ptxas
 Triton ships, run by Triton on the PTX it produced, its log captured), registers per thread,
-spill stores / loads in bytes, shared memory per block, and the occupancy these allow
-(:func:`occupancy`). Each kernel serves split and unsplit launches and every head variant.
+spill stores / loads in bytes, shared memory per block, the occupancy these allow
+(:func:`occupancy`), and the SASS instructions a thread issues per logit in the steady state
+(:func:`steady_state_instructions`, from ``nvdisasm`` of the cubin: what the roofline in
+``benchmarks/kernels.py`` charges for the statistics). Each kernel serves split and unsplit
+launches and every head variant.
 """
 from __future__ import annotations
 
@@ -111,6 +114,39 @@ def shipped_kernels() -> list[tuple[str, str, tuple]]:
     return out + [("merge_splits", f"k={k}", (k,)) for k in SHIPPED_TOP_K]
 
 
+def steady_state_instructions(sass: str) -> int:
+    """SASS instructions one thread issues per pass of a kernel's outermost loop when nothing
+    unusual happens: nested loops (the matmul over D, the top-k insertion) and conditional
+    blocks that hold one (the top-k slow path) are left out. ``sass``: ``nvdisasm -c`` output.
+
+    >>> sass = '''
+    ... .L_x_0:
+    ...         /*0000*/  FADD R1, R1, R2 ;
+    ...         /*0010*/  @P0 BRA `(.L_x_2) ;
+    ... .L_x_1:
+    ...         /*0020*/  FMUL R3, R3, R3 ;
+    ...         /*0030*/  @P1 BRA `(.L_x_1) ;
+    ... .L_x_2:
+    ...         /*0040*/  IADD3 R4, R4, 1, RZ ;
+    ...         /*0050*/  @P2 BRA `(.L_x_0) ;'''
+    >>> steady_state_instructions(sass)   # FADD, BRA, IADD3, BRA: the block at .L_x_1 is skipped
+    4
+    """
+    lines = sass.splitlines()
+    labels = {m.group(1): i for i, line in enumerate(lines) if (m := re.match(r"^\s*(\.L_x_\d+):", line))}
+    branches = [(i, labels[m.group(1)]) for i, line in enumerate(lines)
+                if (m := re.search(r"BRA `\((\.L_x_\d+)\)", line)) and m.group(1) in labels]
+    loops = [(target, i) for i, target in branches if target < i]
+    if not loops:
+        return 0
+    outer = max(loops, key=lambda lp: lp[1] - lp[0])
+    skip = [lp for lp in loops if lp != outer and outer[0] <= lp[0] and lp[1] <= outer[1]]
+    skip += [(i + 1, target - 1) for i, target in branches if outer[0] <= i < target <= outer[1]
+             and any(i < a and b < target for a, b in skip)]
+    return sum(1 for i in range(outer[0], outer[1] + 1)
+               if re.search(r"/\*[0-9a-f]{4}\*/", lines[i]) and not any(a <= i <= b for a, b in skip))
+
+
 def _ptxas_path(arch: int) -> str:
     """The ptxas Triton runs for ``sm_<arch>``."""
     from triton import knobs
@@ -120,10 +156,10 @@ def _ptxas_path(arch: int) -> str:
     return tool.path
 
 
-def compile_kernel(op: str, args: tuple, arch: int) -> dict:
+def compile_kernel(op: str, args: tuple, arch: int, sass: bool = True) -> dict:
     """Compile one kernel for ``sm_<arch>``; returns its resources (see :func:`parse_ptxas`),
-    shared memory per block, cubin size, whether it uses wgmma / mma, and its occupancy.
-    Runs without ``TRITON_INTERPRET`` (the doctests' process has it: a subprocess here).
+    shared memory per block, cubin size, whether it uses wgmma / mma, its occupancy and, with
+    ``sass``, its steady-state instructions per logit (``instr_per_logit``). Runs without ``TRITON_INTERPRET`` (the doctests' process has it: a subprocess here).
 
     >>> code = "from lightlens.kernels.aot import compile_kernel; r = compile_kernel('merge_splits', (8,), 90); "
     >>> code += "print(r['spill_stores'], r['mma'], r['num_warps'])"
@@ -160,12 +196,23 @@ def compile_kernel(op: str, args: tuple, arch: int) -> dict:
                mma="wgmma" if "wgmma" in ptx else ("mma" if "mma.sync" in ptx else "none"),
                num_warps=options["num_warps"], num_stages=options["num_stages"])
     res.update(occupancy(res["regs"], res["smem"], res["num_warps"], arch))
+    if sass and op != "merge_splits":  # instructions per logit in the steady state, from the SASS
+        nvdisasm = os.path.join(os.path.dirname(_ptxas_path(arch)), "nvdisasm")
+        if os.path.exists(nvdisasm):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "k.cubin")
+                with open(path, "wb") as f:
+                    f.write(kern.asm["cubin"])
+                sass = subprocess.run([nvdisasm, "-c", path], capture_output=True, text=True).stdout
+            names = list(src.fn.arg_names)
+            tile = src.constants[(names.index("BLOCK_T"),)] * src.constants[(names.index("BLOCK_V"),)]
+            res["instr_per_logit"] = round(steady_state_instructions(sass) * 32 * res["num_warps"] / tile, 1)
     return res
 
 
 def _job(item):
-    op, label, args, arch = item
-    return {"arch": arch, "op": op, "variant": label, **compile_kernel(op, args, arch)}
+    op, label, args, arch, sass = item
+    return {"arch": arch, "op": op, "variant": label, **compile_kernel(op, args, arch, sass)}
 
 
 def compile_env() -> dict:
@@ -180,7 +227,7 @@ def compile_env() -> dict:
     return env
 
 
-def compile_all(archs=(90, 80), jobs: int = 1, only: str | None = None) -> list[dict]:
+def compile_all(archs=(90, 80), jobs: int = 1, only: str | None = None, sass: bool = True) -> list[dict]:
     """Compile every shipped kernel (those whose "op variant" label contains ``only``) for each
     ``sm_<arch>``; one dict per kernel (see :func:`compile_kernel`). Needs no GPU, and no
     ``TRITON_INTERPRET``.
@@ -191,7 +238,7 @@ def compile_all(archs=(90, 80), jobs: int = 1, only: str | None = None) -> list[
     """
     os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
     os.environ["TRITON_ALWAYS_COMPILE"] = "1"  # a cached kernel would print no log
-    items = [(op, label, args, arch) for arch in archs for op, label, args in shipped_kernels()
+    items = [(op, label, args, arch, sass) for arch in archs for op, label, args in shipped_kernels()
              if only is None or only in f"{op} {label}"]
     if jobs <= 1:
         return [_job(i) for i in items]
@@ -207,9 +254,11 @@ def format_row(r: dict) -> str:
     ...             "limit": "registers", "mma": "none", "cubin_bytes": 9000})
     'sm_90 token_stats       bf16 k=0                  regs  40  spill 0/0 B  smem    32 B  8 warps x 6 blocks = 48 warps/SM (registers)  none'
     """
+    per_logit = f"  {r['instr_per_logit']} instr/logit" if r.get("instr_per_logit") else ""
     return (f"sm_{r['arch']} {r['op']:<17} {r['variant']:<25} regs {r['regs']:>3}  "
             f"spill {r['spill_stores']}/{r['spill_loads']} B  smem {r['smem']:>5} B  "
-            f"{r['num_warps']} warps x {r['blocks']} blocks = {r['warps']} warps/SM ({r['limit']})  {r['mma']}")
+            f"{r['num_warps']} warps x {r['blocks']} blocks = {r['warps']} warps/SM ({r['limit']})  {r['mma']}"
+            f"{per_logit}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,10 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON list instead of lines")
     p.add_argument("--jobs", type=int, default=1, help="compile in this many processes")
     p.add_argument("--only", help="only the kernels whose 'op variant' label contains this")
+    p.add_argument("--no-sass", action="store_true", help="skip counting instructions per logit (faster)")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise SystemExit("run without TRITON_INTERPRET: the interpreter cannot compile")
-    rows = compile_all(args.archs, args.jobs, args.only)
+    rows = compile_all(args.archs, args.jobs, args.only, sass=not args.no_sass)
     if args.json:
         print(json.dumps(rows))
     elif args.report:
