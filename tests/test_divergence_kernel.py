@@ -120,3 +120,15 @@ def test_bad_shapes():
         divergence_stats(torch.zeros(2, 5), torch.zeros(2, 6), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="targets"):
         divergence_stats(torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_ties_at_the_top_take_the_lowest_id(op, k):
+    xp, xq, targets = pair(4, 300, 1.0, 0.1)
+    xp[:, [250, 40, 90]] = 9.0  # three equal best logits in P
+    xq[:, 77] = 9.0
+    s = OPS[op](xp, xq, targets, top_k=k)
+    assert s.top1_p.tolist() == [40] * 4 and s.top1_q.tolist() == [77] * 4
+    want = float64_divergence(xp, xq, targets)
+    np.testing.assert_array_equal(s.rank_p.numpy(), want["rank_p"].numpy())

@@ -133,49 +133,70 @@ def _masked_sum(weight: torch.Tensor, value: torch.Tensor, where: torch.Tensor) 
 def _block(xp_raw, xq_raw, targets, k: int, ignore_index: int):
     safe, ignored = split_targets(targets, ignore_index)
     xp, xq = xp_raw.float(), xq_raw.float()
-    lse_p, lse_q = torch.logsumexp(xp, 1), torch.logsumexp(xq, 1)
-    D = torch.sub(xp, xq).sub_((lse_p - lse_q)[:, None])
+    work = torch.empty_like(xp)
     t_p, t_q = xp.gather(1, safe[:, None]), xq.gather(1, safe[:, None])
-    ranks = [((x > t).sum(1) + 1).masked_fill(ignored, 0) for x, t in ((xp, t_p), (xq, t_q))]
-    tops = [xp.argmax(1), xq.argmax(1)]
-    lo, hi = float(D.amin()), float(D.amax())
-    if lo >= -30.0 and hi <= 30.0:  # every entry finite and within e^±30 of the other: the fast path
-        P, Q, terms = _fast_terms(xp, xq, lse_p, lse_q, D)
+    # counted as float32 sums of 0/1 in the work buffer (exact below 2^24; vectorises where bools do not)
+    ranks = [(torch.gt(x, t, out=work).sum(1).long() + 1).masked_fill(ignored, 0) for x, t in ((xp, t_p), (xq, t_q))]
+    fast = _fast_terms(xp, xq, work)
+    if fast is not None:  # every entry finite and within e^±30 of the other's: the fast path
+        P, Q, terms = fast
     else:  # -inf, NaN or far-apart entries (rare): guarded sums
+        lse_p, lse_q = torch.logsumexp(xp, 1), torch.logsumexp(xq, 1)
+        D = torch.sub(xp, xq).sub_((lse_p - lse_q)[:, None])
+        tops = [xp.argmax(1), xq.argmax(1)]  # before the guarded path overwrites its copies
         P, Q, terms = _careful_terms(xp, xq, D, copy=xp.data_ptr() == xp_raw.data_ptr())
     nan = torch.isnan(P.lse) | torch.isnan(Q.lse)
-    tops = [t.masked_fill(nan, -1) for t in tops]
     nan_f = torch.full_like(P.lse, float("nan"))
     out_f = [torch.where(nan, nan_f, a) for a in (P.lse, Q.lse, *terms, P.entropy, Q.entropy)]
     lp = [torch.where(nan | ignored, nan_f, S.logp.gather(1, safe[:, None])[:, 0]) for S in (P, Q)]
     if k:
         vp, ip = P.logp.topk(k, 1)
         vq, iq = Q.logp.topk(k, 1)
-    else:
+    if fast is not None:  # top-1 from the top-k where k >= 2, the lowest id where the best two tie
+        tops = [_top1(v, i, x) for v, i, x in
+                ((vp, ip, xp), (vq, iq, xq))] if k >= 2 else [xp.argmax(1), xq.argmax(1)]
+    tops = [t.masked_fill(nan, -1) for t in tops]
+    if not k:
         ip = iq = torch.empty((len(targets), 0), dtype=torch.int64, device=xp.device)
         vp = vq = torch.empty((len(targets), 0), device=xp.device)
     return (*out_f, *lp, *ranks, *tops, ip, vp, iq, vq)
 
 
-def _fast_terms(xp, xq, lse_p, lse_q, D):
-    """KL both ways and JS where every |D| <= 30 (so no entry is 0 in one row only and no e^±D
-    overflows): each a few in-place passes over two work buffers. JS uses
-    ``p·f(−D) + q·f(D) = (p + q)·f(−D) − q·D`` and f(−D) = −log1p(expm1(−D) / 2), reusing
+def _top1(vals: torch.Tensor, ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The argmax from a top-k (k >= 2): its first id, or argmax's lowest id where the best two tie."""
+    top = ids[:, 0].clone()
+    tie = vals[:, 0] == vals[:, 1]
+    if bool(tie.any()):
+        top[tie] = x[tie].argmax(1)
+    return top
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Row-wise Σ a·b of two [R, V] tensors (``out`` holds the products; a pairwise sum, so the
+    rounding grows with log V, where a BLAS dot's grows with V)."""
+    return torch.mul(a, b, out=out).sum(1)
+
+
+def _fast_terms(xp, xq, w):
+    """Everything from two blocks of finite float32 logits whose log-ratios D stay within ±30
+    (so no entry is 0 in one row only and no e^±D overflows), or None where they do not: a
+    few passes, the sums as dot products. lse comes from ``log_softmax`` (its rounding shifts
+    every D of a row by one constant, to which the sums are insensitive to first order). JS uses
+    ``p·f(−D) + q·f(D) = (p + q)·f(−D) − q·D`` with f(−D) = −log1p(expm1(−D) / 2), reusing
     KL's expm1(−D)."""
-    P = _Side(lse_p, torch.sub(xp, lse_p[:, None]), None, None)
-    Q = _Side(lse_q, torch.sub(xq, lse_q[:, None]), None, None)
-    p, q = P.logp.exp(), Q.logp.exp()
-    P = P._replace(p=p, entropy=torch.special.entr(p).sum(1))
-    Q = Q._replace(p=q, entropy=torch.special.entr(q).sum(1))
-    e = torch.neg(D)
-    torch.expm1(e, out=e)  # expm1(−D)
-    w = torch.add(e, D).mul_(p)
-    kl = w.sum(1)  # Σ p·(D + expm1(−D))
-    torch.expm1(D, out=w)
-    reverse_kl = w.sub_(D).mul_(q).sum(1)  # Σ q·(−D + expm1(D))
-    torch.add(p, q, out=w)
-    e.mul_(0.5).log1p_().neg_().mul_(w)  # (p + q)·f(−D)
-    js = 0.5 * (e.sum(1) - torch.mul(q, D, out=w).sum(1))
+    lp, lq = torch.log_softmax(xp, 1), torch.log_softmax(xq, 1)
+    lse_p, lse_q = xp[:, 0] - lp[:, 0], xq[:, 0] - lq[:, 0]
+    D = torch.sub(xp, xq).sub_((lse_p - lse_q)[:, None])
+    lo, hi = D.aminmax()
+    if not (float(lo.min()) >= -30.0 and float(hi.max()) <= 30.0):
+        return None
+    p, q = lp.exp(), lq.exp()
+    e = torch.neg(D).expm1_()  # expm1(−D); ``w``: a work buffer
+    P = _Side(lse_p, lp, p, -_dot(p, lp, w))
+    Q = _Side(lse_q, lq, q, -_dot(q, lq, w))
+    kl = _dot(p, torch.add(e, D, out=w), w)  # Σ p·(D + expm1(−D))
+    reverse_kl = _dot(q, torch.expm1(D, out=w).sub_(D), w)  # Σ q·(−D + expm1(D))
+    js = 0.5 * (-_dot(q, D, w) - torch.add(p, q, out=w).mul_(e.mul_(0.5).log1p_()).sum(1))
     return P, Q, (kl, reverse_kl, js)
 
 
