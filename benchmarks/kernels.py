@@ -16,7 +16,6 @@ bytes and flops of each kernel at each benchmark shape and the times they imply 
 from __future__ import annotations
 
 import importlib.util
-import math
 import statistics
 import sys
 import time

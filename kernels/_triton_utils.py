@@ -160,26 +160,42 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def ast_source(fn, sig: dict, const: dict, aligned=()):
+def ast_source(fn, sig: dict, const: dict, aligned: bool = True, ints=(), always=()):
     """A Triton ``ASTSource`` of kernel ``fn`` for ahead-of-time compiles: ``sig`` maps argument
-    names to Triton types, ``const`` the constexprs to their values, and the arguments named in
-    ``aligned`` get the divisibility by 16 a real launch gives them (pointers from torch's
-    allocator, strides and sizes that are multiples of 16), so that the compile sees the same
-    vectorised loads a GPU launch does.
+    names to Triton types, ``const`` the constexprs to their values. The divisibility by 16 a
+    real launch gives its arguments is stated for the integers in ``always`` and, when
+    ``aligned``, for every pointer (torch's allocations) and the integers in ``ints`` (strides
+    and sizes that are multiples of 16), so that the compile sees the vectorised loads a GPU
+    launch does; unaligned, for those in ``always`` only.
 
     >>> @triton.jit
     ... def add_one(x_ptr, n, BLOCK: tl.constexpr):
     ...     i = tl.arange(0, BLOCK)
     ...     tl.store(x_ptr + i, tl.load(x_ptr + i, mask=i < n) + 1, mask=i < n)
-    >>> src = ast_source(add_one, {"x_ptr": "*fp32", "n": "i32"}, {"BLOCK": 16}, aligned=["x_ptr"])
+    >>> src = ast_source(add_one, {"x_ptr": "*fp32", "n": "i32"}, {"BLOCK": 16}, ints=["n"])
     >>> src.attrs, src.signature["BLOCK"]
-    ({(0,): [['tt.divisibility', 16]]}, 'constexpr')
+    ({(0,): [['tt.divisibility', 16]], (1,): [['tt.divisibility', 16]]}, 'constexpr')
+    >>> ast_source(add_one, {"x_ptr": "*fp32", "n": "i32"}, {"BLOCK": 16}, aligned=False).attrs
+    {}
     """
     from triton.compiler import ASTSource
 
     names = list(fn.arg_names)
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
+    pointers = [n for n, ty in sig.items() if ty.startswith("*")]
+    divisible = [*always, *(pointers + list(ints) if aligned else [])]
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in sorted(set(divisible), key=names.index)}
     return ASTSource(fn, {**sig, **{c: "constexpr" for c in const}}, constexprs=const, attrs=attrs)
+
+
+def shipped_variants() -> list[tuple[str, int, bool]]:
+    """(dtype, k, aligned) for every kernel an op compiles on a GPU: each dtype, one k per
+    compiled top-k variant (:func:`topk_constexprs`), with and without the alignment
+    specialisation.
+
+    >>> len(shipped_variants()), shipped_variants()[0], shipped_variants()[-1]
+    (30, ('bf16', 0, True), ('fp32', 64, False))
+    """
+    return [(d, k, a) for a in (True, False) for d in SHIPPED_DTYPES for k in SHIPPED_TOP_K]
 
 
 def choose_splits(row_blocks: int, v: int, block_v: int, sms: int = DEFAULT_SMS, min_tiles: int = 2) -> int:
@@ -242,6 +258,16 @@ def online_update(x, cols, m, s, w, cnt, t_logit, target, EXCLUDE_TARGET: tl.con
         above = above & (cols[None, :] != target[:, None])
     cnt += tl.sum(above.to(tl.int32), 1)
     return m_new, s, w, cnt
+
+
+@triton.jit
+def fold_tile(x, cols, cmask, m, s, w, cnt, top, t_logit, target,
+              EXCLUDE_TARGET: tl.constexpr, TOPK: tl.constexpr):
+    """Fold a tile ``x`` [BT, BV] into the running statistics and, with ``TOPK``, the top-k."""
+    m, s, w, cnt = online_update(x, cols, m, s, w, cnt, t_logit, target, EXCLUDE_TARGET)
+    if TOPK:
+        top = topk_merge(top, x, cols, cmask)
+    return m, s, w, cnt, top
 
 
 @triton.jit

@@ -63,6 +63,20 @@ def store_partials(rows, rmask, T, t_logit, m, s, w, cnt, top,
         tl.store(part_keys_ptr + at[:, None] * K + slots[None, :], top, mask=rmask[:, None] & (slots[None, :] < K))
 
 
+@triton.jit
+def finish(rows, rmask, T, t_logit, m, s, w, cnt, ignored, top,
+           logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, part_f_ptr, part_i_ptr, part_keys_ptr,
+           K, K_PAD: tl.constexpr, TOPK: tl.constexpr):
+    """A main kernel's end: its rows' statistics, or, when the grid splits the vocabulary, its
+    partial state for the merge kernel."""
+    if tl.num_programs(1) > 1:
+        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, top,
+                       logprob_ptr, part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
+    else:
+        finish_and_store(rows, rmask, m, s, w, cnt, t_logit, ignored, top,
+                         logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD, TOPK)
+
+
 @triton.jit(do_not_specialize=["K"])
 def _merge_splits_kernel(
     part_f_ptr, part_i_ptr, part_keys_ptr, targets_ptr, S, T, V, ignore_index, K,
@@ -151,5 +165,5 @@ def compile_sources(k: int):
     sig = {**PARTIAL_SIGNATURE, "targets_ptr": "*i64", "S": "i32", "T": "i32", "V": "i32", "ignore_index": "i32",
            "K": "i32", **OUTPUT_SIGNATURE}
     const = {**topk_constexprs(k), "BLOCK_T": merge_config(k).block_t}
-    return ast_source(_merge_splits_kernel, sig, const, aligned=[n for n, t in sig.items() if t.startswith("*")])
+    return ast_source(_merge_splits_kernel, sig, const)
 

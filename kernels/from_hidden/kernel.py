@@ -28,8 +28,6 @@ import triton.language as tl
 from ..common import IGNORE_INDEX, TokenStats
 from .._triton_utils import (
     DEFAULT_SMS,
-    SHIPPED_DTYPES,
-    SHIPPED_TOP_K,
     LaunchConfig,
     OUTPUT_SIGNATURE,
     PARTIAL_SIGNATURE,
@@ -40,18 +38,17 @@ from .._triton_utils import (
     choose_splits,
     device_kind,
     dtype_name,
-    finish_and_store,
+    fold_tile,
     init_stats,
     interpreting,
     next_pow2,
-    online_update,
     program_rows,
+    shipped_variants,
     sm_count,
     topk_constexprs,
     topk_init,
-    topk_merge,
 )
-from ..split_v import launch, store_partials
+from ..split_v import finish, launch
 
 @triton.jit
 def head_transform(x, scale, cap):
@@ -106,15 +103,9 @@ def _fused_token_stats_kernel(
         if has_bias != 0:
             acc += tl.load(b_ptr + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
         x = tl.where(cmask[None, :], head_transform(acc, scale, cap), float("-inf"))
-        m, s, w, cnt = online_update(x, cols, m, s, w, cnt, t_logit, target, True)
-        if TOPK:
-            top = topk_merge(top, x, cols, cmask)
-    if tl.num_programs(1) > 1:  # split-V: the merge kernel finishes
-        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, top,
-                       logprob_ptr, part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
-    else:
-        finish_and_store(rows, rmask, m, s, w, cnt, t_logit, ignored, top,
-                         logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD, TOPK)
+        m, s, w, cnt, top = fold_tile(x, cols, cmask, m, s, w, cnt, top, t_logit, target, True, TOPK)
+    finish(rows, rmask, T, t_logit, m, s, w, cnt, ignored, top, logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr,
+           part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
 
 
 def launch_config(t: int, v: int, d: int, dtype, k: int, device: str = "sm_90", sms: int = DEFAULT_SMS,
@@ -249,9 +240,9 @@ def compile_sources(dtype: str, k: int, aligned: bool = True, device: str = "sm_
     const = {"UPCAST": dtype == "fp32", "PRECISION": "ieee" if dtype == "fp32" else "tf32", **topk_constexprs(k),
              "BLOCK_T": config.block_t, "BLOCK_V": config.block_v,
              "BLOCK_D": config.block_d}
-    pointers = [n for n, ty in sig.items() if ty.startswith("*")]
-    aligned_args = pointers + ["stride_h", "stride_w", "D", "V", "v_per_split"] if aligned else ["v_per_split"]
-    return ast_source(_fused_token_stats_kernel, sig, const, aligned_args), config.launch_options(False)
+    src = ast_source(_fused_token_stats_kernel, sig, const, aligned, ints=["stride_h", "stride_w", "D", "V"],
+                     always=["v_per_split"])
+    return src, config.launch_options(False)
 
 
 def shipped_configs():
@@ -264,4 +255,4 @@ def shipped_configs():
     >>> len(shipped_configs()), shipped_configs()[-1]
     (30, ('fp32', 64, False))
     """
-    return [(d, k, a) for a in (True, False) for d in SHIPPED_DTYPES for k in SHIPPED_TOP_K]
+    return shipped_variants()

@@ -22,8 +22,6 @@ import triton.language as tl
 from ..common import IGNORE_INDEX, TokenStats
 from .._triton_utils import (
     DEFAULT_SMS,
-    SHIPPED_DTYPES,
-    SHIPPED_TOP_K,
     LaunchConfig,
     OUTPUT_SIGNATURE,
     PARTIAL_SIGNATURE,
@@ -33,18 +31,17 @@ from .._triton_utils import (
     choose_splits,
     device_kind,
     dtype_name,
-    finish_and_store,
+    fold_tile,
     init_stats,
     interpreting,
     next_pow2,
-    online_update,
     program_rows,
+    shipped_variants,
     sm_count,
     topk_constexprs,
     topk_init,
-    topk_merge,
 )
-from ..split_v import launch, store_partials
+from ..split_v import finish, launch
 
 BLOCK_V = 8192  # one row's tile on a GPU: 16 warps, 16 logits a thread
 
@@ -76,15 +73,9 @@ def _token_stats_kernel(
         nxt = cols + BLOCK_V
         ahead = tl.load(row_ptr[:, None] + nxt[None, :], mask=rmask[:, None] & (nxt < v_hi)[None, :],
                         other=float("-inf"))
-        m, s, w, cnt = online_update(x, cols, m, s, w, cnt, t_logit, target, False)
-        if TOPK:
-            top = topk_merge(top, x, cols, cmask)
-    if tl.num_programs(1) > 1:  # split-V: the merge kernel finishes
-        store_partials(rows, rmask, T, t_logit, m, s, w, cnt, top,
-                       logprob_ptr, part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
-    else:
-        finish_and_store(rows, rmask, m, s, w, cnt, t_logit, ignored, top,
-                         logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr, K, K_PAD, TOPK)
+        m, s, w, cnt, top = fold_tile(x, cols, cmask, m, s, w, cnt, top, t_logit, target, False, TOPK)
+    finish(rows, rmask, T, t_logit, m, s, w, cnt, ignored, top, logprob_ptr, lse_ptr, ent_ptr, rank_ptr, keys_ptr,
+           part_f_ptr, part_i_ptr, part_keys_ptr, K, K_PAD, TOPK)
 
 
 def launch_config(t: int, v: int, dtype, k: int, device: str = "sm_90", sms: int = DEFAULT_SMS) -> LaunchConfig:
@@ -163,9 +154,8 @@ def compile_sources(dtype: str, k: int, aligned: bool = True, device: str = "sm_
     sig = {"logits_ptr": f"*{dtype}", "stride_row": "i64", "targets_ptr": "*i64", "T": "i32", "V": "i32",
            "ignore_index": "i32", "K": "i32", "v_per_split": "i32", **OUTPUT_SIGNATURE, **PARTIAL_SIGNATURE}
     const = {**topk_constexprs(k), "BLOCK_T": config.block_t, "BLOCK_V": config.block_v}
-    pointers = [n for n, ty in sig.items() if ty.startswith("*")]
-    aligned_args = pointers + ["stride_row", "V", "v_per_split"] if aligned else ["v_per_split"]
-    return ast_source(_token_stats_kernel, sig, const, aligned_args), config.launch_options(False)
+    src = ast_source(_token_stats_kernel, sig, const, aligned, ints=["stride_row", "V"], always=["v_per_split"])
+    return src, config.launch_options(False)
 
 
 def shipped_configs():
@@ -177,4 +167,4 @@ def shipped_configs():
     >>> len(shipped_configs()), shipped_configs()[0]
     (30, ('bf16', 0, True))
     """
-    return [(d, k, a) for a in (True, False) for d in SHIPPED_DTYPES for k in SHIPPED_TOP_K]
+    return shipped_variants()
