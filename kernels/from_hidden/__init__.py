@@ -13,7 +13,9 @@ def fused_token_stats(hidden: torch.Tensor, weight: torch.Tensor, targets: torch
                       bias: torch.Tensor | None = None, logit_scale: float | None = None,
                       softcap: float | None = None, ignore_index: int = IGNORE_INDEX) -> TokenStats:
     """Statistics of ``softcap·tanh((hidden @ weight.T + bias)·logit_scale / softcap)`` without
-    materialising the [T, V] logits: Triton on CUDA, the torch reference elsewhere.
+    materialising the [T, V] logits: Triton on CUDA, the torch reference elsewhere. Targets may
+    be on the CPU whatever the hidden state's device (the Triton path checks them there and
+    uploads them without a stall).
 
     >>> h, w = torch.eye(2), torch.tensor([[3.0, 0.0], [0.0, 3.0], [0.0, 0.0]])
     >>> fused_token_stats(h, w, torch.tensor([0, 2])).rank.tolist()
@@ -24,7 +26,7 @@ def fused_token_stats(hidden: torch.Tensor, weight: torch.Tensor, targets: torch
         from .kernel import fused_token_stats_triton
 
         return fused_token_stats_triton(hidden, weight, targets, top_k, **kw)
-    return fused_token_stats_reference(hidden, weight, targets, top_k, **kw)
+    return fused_token_stats_reference(hidden, weight, targets.to(hidden.device), top_k, **kw)
 
 
 __all__ = ["fused_token_stats", "fused_token_stats_reference", "head_logits"]
