@@ -35,7 +35,11 @@ CPU_SHAPES = [(256, 32768, 256), (1024, 32768, 512)]
 class Ceilings(NamedTuple):
     """What a GPU sustains, for the roofline. :data:`H100` holds the figures we assume for an
     H100 SXM until a GPU run measures them (copy rate and bf16 matmul rate are measured by
-    :func:`run` on a GPU and replace these there)."""
+    :func:`run` on a GPU and replace these there).
+
+    >>> round(H100.bf16_flops / H100.copy_bytes_per_s)   # flops per byte where a bf16 kernel turns compute-bound
+    263
+    """
 
     name: str
     copy_bytes_per_s: float  # HBM, read + write counted, as a device-to-device copy measures it
@@ -227,7 +231,11 @@ def copy_bandwidth(device: torch.device) -> float:
 
 def matmul_rate(device: torch.device, dtype: torch.dtype = torch.bfloat16) -> float:
     """FLOP/s of an 8192³ matmul in ``dtype`` (float32 without TF32: exact products, as our
-    float32 fused kernel computes them)."""
+    float32 fused kernel computes them).
+
+    >>> matmul_rate(torch.device("cuda"), torch.float32) / 1e12   # doctest: +SKIP
+    51.3
+    """
     a = torch.randn(8192, 8192, dtype=dtype, device=device)
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -240,7 +248,11 @@ def matmul_rate(device: torch.device, dtype: torch.dtype = torch.bfloat16) -> fl
 
 def measured_ceilings(device: torch.device) -> Ceilings:
     """:data:`H100`'s figures with what this GPU measures in place of the assumed ones (copy
-    rate, bf16 and float32 matmul rates, SM count)."""
+    rate, bf16 and float32 matmul rates, SM count).
+
+    >>> measured_ceilings(torch.device("cuda")).sms   # doctest: +SKIP
+    132
+    """
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     return H100._replace(name=torch.cuda.get_device_name(device), copy_bytes_per_s=copy_bandwidth(device),
                          bf16_flops=matmul_rate(device), fp32_flops=matmul_rate(device, torch.float32), sms=sms,
