@@ -8,9 +8,10 @@ oracle) and the choice between them (``__init__.py``):
 - ``from_hidden``: ``fused_token_stats(hidden [T, D], weight [V, D], targets)``, the same
   statistics without the T×V logits.
 
-``common.py`` holds what both share in torch (``TokenStats``, the per-chunk statistics, which
-implementation runs), ``_triton_utils.py`` the shared ``@triton.jit`` pieces, ``aot.py`` the
-ahead-of-time compile of every configuration. Importing this package imports only torch;
+``common.py`` holds what both share in torch (``TokenStats``, targets, which implementation
+runs), ``online.py`` the references' tile-by-tile statistics, ``_triton_utils.py`` the shared
+``@triton.jit`` pieces, ``split_v.py`` the kernel that merges vocabulary splits, ``aot.py`` the
+ahead-of-time compile of every configuration and its resource report. Importing this package imports only torch;
 ``LIGHTLENS_KERNELS=torch|triton`` forces an implementation (``triton`` on CPU needs
 ``TRITON_INTERPRET=1`` and is slow: tests only).
 
