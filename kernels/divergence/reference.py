@@ -162,6 +162,19 @@ def _block(xp_raw, xq_raw, targets, k: int, ignore_index: int):
     return (*out_f, *lp, *ranks, *tops, ip, vp, iq, vq)
 
 
+def _normalise(x: torch.Tensor):
+    """(lse [R], log-probabilities [R, V], probabilities [R, V]) of float32 logits, with one
+    exp an entry: p = exp(x − m) / s, log p = x − m − log s, lse = m + log s."""
+    m = x.amax(1, keepdim=True)
+    logp = torch.sub(x, m)
+    p = torch.exp(logp)
+    s = p.sum(1, keepdim=True)
+    p.div_(s)
+    log_s = s.log_()
+    logp.sub_(log_s)
+    return (m + log_s)[:, 0], logp, p
+
+
 def _top1(vals: torch.Tensor, ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The argmax from a top-k (k >= 2): its first id, or argmax's lowest id where the best two tie."""
     top = ids[:, 0].clone()
@@ -180,17 +193,14 @@ def _dot(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 def _fast_terms(xp, xq, w):
     """Everything from two blocks of finite float32 logits whose log-ratios D stay within ±30
     (so no entry is 0 in one row only and no e^±D overflows), or None where they do not: a
-    few passes, the sums as dot products. lse comes from ``log_softmax`` (its rounding shifts
-    every D of a row by one constant, to which the sums are insensitive to first order). JS uses
+    few passes, one exp a row and model. JS uses
     ``p·f(−D) + q·f(D) = (p + q)·f(−D) − q·D`` with f(−D) = −log1p(expm1(−D) / 2), reusing
     KL's expm1(−D)."""
-    lp, lq = torch.log_softmax(xp, 1), torch.log_softmax(xq, 1)
-    lse_p, lse_q = xp[:, 0] - lp[:, 0], xq[:, 0] - lq[:, 0]
+    (lse_p, lp, p), (lse_q, lq, q) = _normalise(xp), _normalise(xq)
     D = torch.sub(xp, xq).sub_((lse_p - lse_q)[:, None])
     lo, hi = D.aminmax()
     if not (float(lo.min()) >= -30.0 and float(hi.max()) <= 30.0):
         return None
-    p, q = lp.exp(), lq.exp()
     e = torch.neg(D).expm1_()  # expm1(−D); ``w``: a work buffer
     P = _Side(lse_p, lp, p, -_dot(p, lp, w))
     Q = _Side(lse_q, lq, q, -_dot(q, lq, w))

@@ -13,6 +13,7 @@ rows at a time from a memory map.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -92,8 +93,6 @@ def row_logits(lm, batch, *, method: str = "auto") -> Callable[[int, int], torch
         hidden = last_hidden(lm.model, ids, mask)
         picked = hidden[rows_b.to(hidden.device), rows_t.to(hidden.device)].to(head.weight.device)
         return lambda a, b: head.logits(picked[a:b])
-    import inspect
-
     keep = {}
     if "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
         keep, rows_t = {"logits_to_keep": ids.shape[1] - first}, rows_t - first
