@@ -60,10 +60,13 @@ def plain_loop(models, ids, window: int) -> float:
     return float(torch.cat(kls).double().mean())
 
 
-def _worker(side: str, data: str, tokens: int, window: int) -> dict:
+def _worker(side: str, data: str, tokens: int, window: int, threads: int = 0) -> dict:
     import torch
 
     import lightlens
+
+    if threads:
+        torch.set_num_threads(threads)
 
     p, q = _models()
     text = load_text(p, data, tokens)
@@ -93,17 +96,20 @@ def in_fresh_process(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(data: str = str(DEFAULT_DATA), tokens: int = 8192, window: int = 2048, runs: int = 1) -> dict:
-    """Every side ``runs`` times in fresh processes, interleaved; the medians and the ratios."""
+def run(data: str = str(DEFAULT_DATA), tokens: int = 8192, window: int = 2048, runs: int = 1,
+        threads: int = 0) -> dict:
+    """Every side ``runs`` times in fresh processes, interleaved; the medians and the ratios.
+    ``threads``: torch's intra-op threads in each (0: torch's default)."""
     found: dict[str, list[dict]] = {s: [] for s in SIDES}
     for _ in range(runs):
         for side in SIDES:
-            found[side].append(in_fresh_process("side", side, data, str(tokens), str(window)))
+            found[side].append(in_fresh_process("side", side, data, str(tokens), str(window), str(threads)))
     sides = {s: {**rs[0], "seconds": statistics.median(r["seconds"] for r in rs),
                  "extra_mb": statistics.median(r["extra_mb"] for r in rs),
                  "runs": [{k: r[k] for k in ("seconds", "extra_mb")} for r in rs]} for s, rs in found.items()}
     ours = sides["lightlens"]
     return {**environment(), "setup": {"tokens": tokens, "window": window, "runs": runs, "top_k": 5,
+                                       "threads": threads or "default",
                                        "base": "float32", "model": "bfloat16", "data": Path(data).name},
             "sides": sides, "time_over_forward": ours["seconds"] / sides["forward"]["seconds"],
             "time_over_loop": ours["seconds"] / sides["loop"]["seconds"],
@@ -130,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "side":
-        _, side, data, tokens, window = argv
-        print(json.dumps(_worker(side, data, int(tokens), int(window))))
+        _, side, data, tokens, window, threads = argv
+        print(json.dumps(_worker(side, data, int(tokens), int(window), int(threads))))
         return 0
     p = argparse.ArgumentParser(prog="python -m benchmarks.divergence", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=8192)
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's)")
     p.add_argument("--out", help="also write the measurements as JSON here")
     args = p.parse_args(argv)
-    r = run(args.data, args.tokens, args.max_length, args.runs)
+    r = run(args.data, args.tokens, args.max_length, args.runs, args.threads)
     print_table(r)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
