@@ -140,4 +140,20 @@ class OnlineStats:
         entropy = torch.where(self.nan, nan, log_s - self.w / torch.where(self.s > 0, self.s, 1.0))
         logprob = torch.where(self.ignored | self.nan, nan, self.t - lse)
         rank = (self.above + 1).masked_fill(self.ignored, 0)
-        return TokenStats(logprob, lse, entropy, rank, self.top_ids, self.top_vals - lse[:, None])
+        top_vals, top_ids = self._consistent_top()
+        return TokenStats(logprob, lse, entropy, rank, top_ids, top_vals - lse[:, None])
+
+    def _consistent_top(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top-k with the target's own entry at the target logit the logprob and the rank use
+        (a tile may have rounded it differently), re-sorted: best first, equal logits by lower id."""
+        vals, ids = self.top_vals, self.top_ids
+        if not self.k:
+            return vals, ids
+        own = (ids == self.targets[:, None]) & ~self.ignored[:, None]
+        if not own.any():
+            return vals, ids
+        vals = torch.where(own, self.t[:, None], vals)
+        by_id = ids.argsort(dim=1, stable=True)
+        vals, ids = vals.gather(1, by_id), ids.gather(1, by_id)
+        order = vals.argsort(dim=1, descending=True, stable=True)
+        return vals.gather(1, order), ids.gather(1, order)

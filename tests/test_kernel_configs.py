@@ -299,7 +299,7 @@ def test_shipped_kernels_compile_without_spills(tmp_path):
     tensor cores (wgmma on Hopper)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
-    out = subprocess.run([sys.executable, "-m", "lightlens.kernels.aot", "--report", "--json", "--no-sass", "90", "80"],
+    out = subprocess.run([sys.executable, "-m", "lightlens.kernels.aot", "--report", "--json", "--no-sass", "--jobs", "2", "90", "80"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads(out.stdout)

@@ -54,12 +54,12 @@ class _Doc:
 
     def fill(self, w: Window, stats, rows: slice) -> None:
         j = slice(w.first - self.shift, w.last - self.shift)
-        self.logprobs[j] = stats.logprob[rows].numpy()
-        self.entropy[j] = stats.entropy[rows].numpy()
-        self.logsumexp[j] = stats.logsumexp[rows].numpy()
-        self.ranks[j] = stats.rank[rows].numpy()
-        self.top_ids[j] = stats.top_k_ids[rows].numpy()
-        self.top_logprobs[j] = stats.top_k_logprobs[rows].numpy()
+        self.logprobs[j] = stats.logprob[rows]
+        self.entropy[j] = stats.entropy[rows]
+        self.logsumexp[j] = stats.logsumexp[rows]
+        self.ranks[j] = stats.rank[rows]
+        self.top_ids[j] = stats.top_k_ids[rows]
+        self.top_logprobs[j] = stats.top_k_logprobs[rows]
 
     def result(self, info: dict, window: dict, top_tokens: list[list[str]]) -> ScoreResult:
         enc = self.enc
@@ -177,6 +177,7 @@ def make_batches(jobs: list, batch_size: int, batch_tokens: int) -> list[list]:
 
 def _run_batch(lm, batch: list[tuple[_Doc, Window]], top_k: int, method: str) -> None:
     stats = host_stats(forward_stats(lm, batch_inputs(lm, batch), top_k=top_k, method=method))
+    stats = TokenStats(*(t.numpy() for t in stats))  # once per batch, then numpy slices per window
     start = 0
     for doc, w in batch:
         n = w.last - w.first
