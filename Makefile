@@ -28,6 +28,7 @@ demo: $(BIN)/lightlens
 AVX2        := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 FLOAT_TESTS := notebooks tests/test_scoring.py tests/test_reference_stats.py tests/test_kernels.py \
                tests/test_result.py tests/test_viz.py tests/test_engine.py tests/test_kernel_configs.py \
+               tests/test_divergence_kernel.py tests/test_divergence.py tests/test_logsumexp.py \
                --deselect tests/test_kernel_configs.py::test_shipped_kernels_compile_without_spills
 
 test: $(BIN)/lightlens

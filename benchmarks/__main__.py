@@ -1,5 +1,6 @@
 """Benchmarks anyone can run from the repository: ``python -m benchmarks cpu|kernels|client``.
 
+divergence: two models compared (:mod:`benchmarks.divergence`).
 cpu: the main job against a plain loop, many short texts, llama.cpp when built
 (:mod:`benchmarks.cpu`, :mod:`benchmarks.short`, :mod:`benchmarks.llamacpp`); kernels: the token
 statistics ops (:mod:`benchmarks.kernels`); client: remote-backend documents/s against an
@@ -17,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run one benchmark, print it (and write JSON with ``--out``)."""
     from . import client, cpu, kernels
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["divergence"]:  # its own options: python -m benchmarks divergence --help
+        from . import divergence
+
+        return divergence.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["cpu", "kernels", "client"])
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, default=2000, help="client: documents to send (default 2000)")
     p.add_argument("--concurrency", type=int, default=32, help="client: requests in flight (default 32)")
     p.add_argument("--out", help="also write the measurements as JSON here")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(argv)
     if args.what == "kernels":
         r = kernels.run()
         kernels.print_table(r)

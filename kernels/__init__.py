@@ -26,8 +26,11 @@ from .from_logits import token_stats, token_stats_reference
 from .divergence import DivergenceStats, divergence_stats, divergence_stats_reference  # noqa: F401  (two distributions compared)
 
 __all__ = [
+    "DivergenceStats",
     "IGNORE_INDEX",
     "TokenStats",
+    "divergence_stats",
+    "divergence_stats_reference",
     "fused_token_stats",
     "fused_token_stats_reference",
     "head_logits",
