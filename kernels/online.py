@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import CHUNK_BYTES, TokenStats
+from .common import CHUNK_BYTES, TokenStats, cat_stats, split_targets
 
 MAX_TILE_ROWS = 2048
 
@@ -157,3 +157,32 @@ class OnlineStats:
         vals, ids = vals.gather(1, by_id), ids.gather(1, by_id)
         order = vals.argsort(dim=1, descending=True, stable=True)
         return vals.gather(1, order), ids.gather(1, order)
+
+
+def fold_tiles(t: int, v: int, targets: torch.Tensor, top_k: int, *, ignore_index: int, chunk_bytes: int,
+               device, target_logit, logits_tile) -> TokenStats:
+    """The statistics of T rows of logits over V ids that exist only one tile at a time: for each
+    block of rows, ``target_logit(r0, r1, safe_targets)`` gives the rows' target logits [R] and
+    ``logits_tile(r0, r1, v0, n, out)`` writes the logits of ids ``v0 .. v0+n-1`` into the reused
+    float32 tile ``out`` [R, n] and returns it. Both references are this loop.
+
+    >>> x = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    >>> s = fold_tiles(1, 4, torch.tensor([2]), 1, ignore_index=-100, chunk_bytes=1024, device=None,
+    ...                target_logit=lambda r0, r1, y: x[r0:r1].gather(1, y[:, None])[:, 0],
+    ...                logits_tile=lambda r0, r1, v0, n, out: out.copy_(x[r0:r1, v0:v0 + n]))
+    >>> s.rank.tolist(), s.top_k_ids.tolist()
+    ([2], [[1]])
+    """
+    rows, cols = tile_shape(t, v, chunk_bytes)
+    acc = OnlineStats(rows=rows, width=cols, top_k=top_k, device=device)
+    buffer = flat_buffer(rows, cols, device=device)
+    parts = []
+    for r0 in range(0, t, rows):
+        r1 = min(t, r0 + rows)
+        safe, ignored = split_targets(targets[r0:r1], ignore_index)
+        acc.begin(target_logit(r0, r1, safe), safe, ignored)
+        for v0 in range(0, v, cols):
+            n = min(cols, v - v0)
+            acc.add(logits_tile(r0, r1, v0, n, tile(buffer, r1 - r0, n)), v0)
+        parts.append(acc.finish())
+    return cat_stats(parts, device, top_k)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats, cat_stats, split_targets
-from ..online import OnlineStats, flat_buffer, tile, tile_shape
+from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats
+from ..online import fold_tiles
 
 
 def head_transform(x: torch.Tensor, logit_scale: float | None, softcap: float | None) -> torch.Tensor:
@@ -58,24 +58,17 @@ def fused_token_stats_reference(
     """
     hidden = hidden.to(weight.dtype)
     (t, _), v, k = hidden.shape, weight.shape[0], min(top_k, weight.shape[0])
-    rows, cols = tile_shape(t, v, chunk_bytes)
-    acc = OnlineStats(rows=rows, width=cols, top_k=k, device=hidden.device)
-    buffer = flat_buffer(rows, cols, device=hidden.device)
-    parts = []
-    for r0 in range(0, t, rows):
-        h = hidden[r0 : r0 + rows]
-        safe, ignored = split_targets(targets[r0 : r0 + rows], ignore_index)
-        # the target's logit as a row-wise dot product; its own column is excluded from the rank
-        t_dot = torch.linalg.vecdot(h.float(), weight[safe].float())
-        if bias is not None:
-            t_dot = t_dot + bias[safe].float()
-        acc.begin(head_transform(t_dot, logit_scale, softcap), safe, ignored)
-        for v0 in range(0, v, cols):
-            n = min(cols, v - v0)
-            acc.add(_head_tile(h, weight[v0 : v0 + n], None if bias is None else bias[v0 : v0 + n],
-                               tile(buffer, h.shape[0], n), logit_scale, softcap), v0)
-        parts.append(acc.finish())
-    return cat_stats(parts, hidden.device, k)
+
+    def target_logit(r0, r1, y):  # a row-wise dot product; its own column is excluded from the rank
+        dot = torch.linalg.vecdot(hidden[r0:r1].float(), weight[y].float())
+        return head_transform(dot if bias is None else dot + bias[y].float(), logit_scale, softcap)
+
+    def logits_tile(r0, r1, v0, n, out):
+        b = None if bias is None else bias[v0 : v0 + n]
+        return _head_tile(hidden[r0:r1], weight[v0 : v0 + n], b, out, logit_scale, softcap)
+
+    return fold_tiles(t, v, targets, k, ignore_index=ignore_index, chunk_bytes=chunk_bytes,
+                      device=hidden.device, target_logit=target_logit, logits_tile=logits_tile)
 
 
 def _head_tile(h, w, b, out, logit_scale, softcap) -> torch.Tensor:

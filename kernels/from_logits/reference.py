@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats, cat_stats, split_targets
-from ..online import OnlineStats, flat_buffer, tile, tile_shape
+from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats
+from ..online import fold_tiles
 
 
 def token_stats_reference(
@@ -24,16 +24,6 @@ def token_stats_reference(
     (-0.6931, 1)
     """
     (t, v), k = logits.shape, min(top_k, logits.shape[-1])
-    rows, cols = tile_shape(t, v, chunk_bytes)
-    acc = OnlineStats(rows=rows, width=cols, top_k=k, device=logits.device)
-    buffer = flat_buffer(rows, cols, device=logits.device)
-    parts = []
-    for r0 in range(0, t, rows):
-        x = logits[r0 : r0 + rows]
-        safe, ignored = split_targets(targets[r0 : r0 + rows], ignore_index)
-        acc.begin(x.gather(1, safe[:, None])[:, 0], safe, ignored)
-        for v0 in range(0, v, cols):
-            n = min(cols, v - v0)
-            acc.add(tile(buffer, x.shape[0], n).copy_(x[:, v0 : v0 + n]), v0)
-        parts.append(acc.finish())
-    return cat_stats(parts, logits.device, k)
+    return fold_tiles(t, v, targets, k, ignore_index=ignore_index, chunk_bytes=chunk_bytes, device=logits.device,
+                      target_logit=lambda r0, r1, y: logits[r0:r1].gather(1, y[:, None])[:, 0],
+                      logits_tile=lambda r0, r1, v0, n, out: out.copy_(logits[r0:r1, v0 : v0 + n]))
