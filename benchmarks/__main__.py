@@ -9,9 +9,9 @@ instant local server (:mod:`benchmarks.client`). Every figure goes into RESULTS.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+
+from . import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         r = cpu.run_cpu(args.data, args.tokens, args.max_length, args.runs, args.llama_cpp)
         cpu.print_table(r)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(r, indent=2))
+    write_json(r, args.out)
     return 0
 
 

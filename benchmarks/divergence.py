@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import write_json
 from .cpu import DEFAULT_DATA, ROOT, WARM_TEXT, environment, load_text
 from .memory import PeakRSS
 
@@ -150,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     r = run(args.data, args.tokens, args.max_length, args.runs, args.threads)
     print_table(r)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(r, indent=2))
+    write_json(r, args.out)
     return 0
 
 
