@@ -13,7 +13,6 @@ rows at a time from a memory map.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -27,8 +26,7 @@ from ..options import check_bos, check_top_k, check_window_options
 from ..results.divergence import Divergence
 from ..text.tokens import Encoding, encode_many
 from ..text.windows import Window, plan_windows
-from .head import last_hidden
-from .scoring import batch_inputs, gc_paused, make_batches, window_sizes
+from .scoring import batch_inputs, gc_paused, make_batches, picked_hidden, picked_logits, window_sizes
 
 BLOCK_BYTES = 32 * 2**20  # float32 logits of one block of rows, per model (CPU); GPUs take 32x more
 FILE_FORMAT = "lightlens.distributions/1"
@@ -87,18 +85,12 @@ def row_logits(lm, batch, *, method: str = "auto") -> Callable[[int, int], torch
     """The logits of a batch's predicting rows, as a function of a row range ``(a, b)`` → [b - a, V]:
     from the last hidden state through the verified head (float32), or from the model's logits
     (its dtype) when the head is of another kind or ``method="logits"``."""
-    ids, mask, rows_b, rows_t, _, first = batch
     head = lm.head if method != "logits" else None
     if head is not None:
-        hidden = last_hidden(lm.model, ids, mask)
-        picked = hidden[rows_b.to(hidden.device), rows_t.to(hidden.device)].to(head.weight.device)
-        return lambda a, b: head.logits(picked[a:b])
-    keep = {}
-    if "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
-        keep, rows_t = {"logits_to_keep": ids.shape[1] - first}, rows_t - first
-    logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False, **keep).logits
-    picked = logits[rows_b.to(logits.device), rows_t.to(logits.device)]
-    return lambda a, b: picked[a:b]
+        hidden = picked_hidden(lm, batch, head)
+        return lambda a, b: head.logits(hidden[a:b])
+    logits = picked_logits(lm, batch)
+    return lambda a, b: logits[a:b]
 
 
 @gc_paused()

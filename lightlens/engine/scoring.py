@@ -274,15 +274,25 @@ def forward_stats(lm, batch: Batch, *, top_k: int, method: str = "auto") -> Toke
     statistics; the logits path asks the model for the logits of the last positions it needs
     only (``logits_to_keep``) when the model takes that argument.
     """
-    ids, mask, rows_b, rows_t, targets, first = batch
     head = lm.head if method != "logits" else None
     if head is not None:
-        hidden = last_hidden(lm.model, ids, mask)  # on the last GPU when spread by device_map
-        picked = hidden[rows_b.to(hidden.device), rows_t.to(hidden.device)].to(head.weight.device)
-        return head.stats(picked, targets.to(head.weight.device), top_k)
-    keep = {}
+        return head.stats(picked_hidden(lm, batch, head), batch.targets.to(head.weight.device), top_k)
+    logits = picked_logits(lm, batch)
+    return token_stats(logits, batch.targets.to(logits.device), top_k)
+
+
+def picked_hidden(lm, batch: Batch, head) -> torch.Tensor:
+    """The final hidden states [N, D] of the batch's predicting rows, on the head's device."""
+    hidden = last_hidden(lm.model, batch.ids, batch.mask)  # on the last GPU when spread by device_map
+    rows_b, rows_t = batch.rows_b.to(hidden.device), batch.rows_t.to(hidden.device)
+    return hidden[rows_b, rows_t].to(head.weight.device)
+
+
+def picked_logits(lm, batch: Batch) -> torch.Tensor:
+    """The model's own logits [N, V] at the batch's predicting rows; only the last positions
+    are asked for (``logits_to_keep``) when the model takes that argument."""
+    keep, rows_t = {}, batch.rows_t
     if "logits_to_keep" in inspect.signature(lm.model.forward).parameters:
-        keep, rows_t = {"logits_to_keep": ids.shape[1] - first}, rows_t - first
-    logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False, **keep).logits
-    rows_b, rows_t, targets = (t.to(logits.device) for t in (rows_b, rows_t, targets))
-    return token_stats(logits[rows_b, rows_t], targets, top_k)
+        keep, rows_t = {"logits_to_keep": batch.ids.shape[1] - batch.first}, rows_t - batch.first
+    logits = lm.model(input_ids=batch.ids, attention_mask=batch.mask, use_cache=False, **keep).logits
+    return logits[batch.rows_b.to(logits.device), rows_t.to(logits.device)]

@@ -83,10 +83,7 @@ def partition_offsets(spans, n_chars: int) -> np.ndarray:
     >>> partition_offsets([(0, 1), (0, 1)], 1).tolist()
     [[0, 0], [0, 1]]
     """
-    starts = np.array([a for a, _ in spans], dtype=np.int64)
-    ends = np.maximum.accumulate(np.array([b for _, b in spans], dtype=np.int64))
-    bounds = np.maximum.accumulate(np.concatenate([[0], np.minimum(starts[1:], ends[:-1])]))
-    return np.stack([bounds, np.append(bounds[1:], n_chars)], axis=-1)
+    return partition_many([spans], [n_chars])[0]
 
 
 def encode(tokenizer, text: str, *, bos: bool | None = None) -> Encoding:
