@@ -46,3 +46,14 @@ def test_the_cli_reads_a_path_never_a_text(gpt2_dir, tmp_path):
 def test_a_list_of_results_points_to_from_results(tiny_gpt2):
     with pytest.raises(TypeError, match="from_results"):
         lightlens.CorpusResult([tiny_gpt2.score("Hello world")])
+
+
+def test_read_text_names_a_missing_file_or_a_folder(tmp_path):
+    import pytest
+
+    from lightlens.text.documents import read_text
+
+    with pytest.raises(FileNotFoundError, match="no file at .*missing.txt: check the path"):
+        read_text(tmp_path / "missing.txt")
+    with pytest.raises(FileNotFoundError, match="a folder, not a file"):
+        read_text(tmp_path)

@@ -112,7 +112,11 @@ def read_text(path: str | os.PathLike) -> str:
     Traceback (most recent call last):
     ValueError: .../latin1.txt: not valid UTF-8 at byte 3 (...): save it as UTF-8 ...
     """
-    return decode_utf8(Path(path).read_bytes(), str(path))
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "no file"
+        raise FileNotFoundError(f"{what} at {path}: check the path (to score a text itself, pass it as the argument)")
+    return decode_utf8(path.read_bytes(), str(path))
 
 
 def decode_utf8(data: bytes, what: str) -> str:
