@@ -1,6 +1,7 @@
 """Benchmarks anyone can run from the repository: ``python -m benchmarks cpu|kernels|client``.
 
-divergence: two models compared (:mod:`benchmarks.divergence`).
+divergence: two models compared (:mod:`benchmarks.divergence`); generate: generation against
+Hugging Face ``generate`` (:mod:`benchmarks.generate`).
 cpu: the main job against a plain loop, many short texts, llama.cpp when built
 (:mod:`benchmarks.cpu`, :mod:`benchmarks.short`, :mod:`benchmarks.llamacpp`); kernels: the token
 statistics ops (:mod:`benchmarks.kernels`); client: remote-backend documents/s against an
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import divergence
 
         return divergence.main(argv[1:])
+    if argv[:1] == ["generate"]:  # its own options: python -m benchmarks generate --help
+        from . import generate
+
+        return generate.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["cpu", "kernels", "client"])

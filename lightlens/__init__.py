@@ -8,13 +8,13 @@ Importing lightlens does not import torch: results load and print without it. Th
 points live in :mod:`lightlens.api`; this module only re-exports them.
 """
 from ._version import __version__
-from .api import compare, divergence, explore, load, perplexity, score, score_corpus
+from .api import compare, divergence, explore, generate, load, perplexity, score, score_corpus
 from .errors import LightlensError, ModelNotFoundError, NoScoredTokensWarning, RemoteError, RemoteResponseError
-from .results import CorpusResult, CorpusScores, Divergence, ScoreResult
+from .results import CorpusResult, CorpusScores, Divergence, GeneratedToken, Generation, ScoreResult
 
 
 def __getattr__(name: str):
-    if name in ("remote", "testing"):  # subpackages, imported when first asked for
+    if name in ("remote", "sampling", "testing"):  # subpackages, imported when first asked for
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
@@ -25,6 +25,8 @@ __all__ = [
     "CorpusResult",
     "CorpusScores",
     "Divergence",
+    "GeneratedToken",
+    "Generation",
     "LightlensError",
     "ModelNotFoundError",
     "NoScoredTokensWarning",
@@ -35,9 +37,11 @@ __all__ = [
     "compare",
     "divergence",
     "explore",
+    "generate",
     "load",
     "perplexity",
     "remote",
+    "sampling",
     "score",
     "score_corpus",
     "testing",

@@ -1,5 +1,5 @@
 """Every entry point of lightlens, with its full signature: score, load, perplexity,
-score_corpus, compare, divergence and explore. ``lightlens/__init__.py`` re-exports them.
+score_corpus, compare, divergence, generate and explore. ``lightlens/__init__.py`` re-exports them.
 
 ``load`` and ``score_corpus`` are their layers' own functions, re-exported; the others import
 the layer they need when called, so ``import lightlens`` stays light (no torch until a model
@@ -16,6 +16,7 @@ from .models.loading import load
 if TYPE_CHECKING:  # pragma: no cover - for signatures only
     from .results.corpus_result import CorpusResult
     from .results.divergence import Divergence
+    from .results.generation import Generation
     from .results.score_result import ScoreResult
     from .viz.compare import Comparison
     from .widgets.explorer import Explorer
@@ -217,6 +218,71 @@ def divergence(
                             progress=progress, method=method)
 
 
+def generate(
+    prompt: str | Sequence[str],
+    *,
+    model=None,
+    max_new_tokens: int = 64,
+    sampler=None,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    top_k: int = 5,
+    n: int = 1,
+    bos: bool | None = None,
+    use_cache: bool = True,
+    batch_size: int = 32,
+    progress: bool | None = None,
+    device: str | None = None,
+    dtype=None,
+) -> "Generation | list[Generation]":
+    """Generate a completion and see, token by token, what the model believed and what the
+    sampler did with it.
+
+    The result is a :class:`Generation`: a :class:`ScoreResult` over prompt + completion (the
+    prompt scored as :func:`score` would, the completion's ``token_ids`` exactly as generated and
+    ``logprobs`` what scoring those ids gives), plus each generated token's logprob under the
+    sampler's final distribution (``sampled_logprobs``), that distribution's support size
+    (``kept``) and entropy, and the ``finish_reason``.
+
+    Args:
+        prompt: one prompt, or a list of prompts (run in batches, with a KV cache).
+        model: as in :func:`score` (a server model gives raw logprobs only, greedy).
+        max_new_tokens: at most this many tokens per completion (0: score the prompt only).
+        sampler: a :class:`lightlens.sampling.Sampler` (e.g.
+            ``Sampler.from_options(temperature=0.8, top_p=0.9)``), a step such as
+            ``sampling.top_p(0.9)``, or any function ``f(logprobs, state) -> logprobs``;
+            None means greedy (the most probable token every step).
+        seed: the random seed (sample ``j`` of a prompt uses ``seed + j``; default: a fresh one,
+            recorded in ``Generation.seed``). The same seed gives the same text, alone or batched.
+        stop: a string or strings that end a completion when they appear (the text keeps them).
+        top_k: raw alternatives kept per token.
+        n: completions per prompt.
+        bos: None follows the tokenizer; True/False force a BOS token before the prompt.
+        use_cache: keep keys and values between steps (False recomputes every step: a check).
+        batch_size: sequences per batch.
+        progress: show a progress bar (default: when there is more than one batch).
+        device: as in :func:`score`.
+        dtype: as in :func:`score`.
+
+    Returns:
+        A :class:`Generation` for one prompt with ``n=1``, else a list (prompt-major).
+
+    Example:
+        >>> g = lightlens.generate("Hello", model=tiny, max_new_tokens=5)
+        >>> g.num_generated, g.finish_reason, g.sampler
+        (5, 'length', 'greedy')
+        >>> r = tiny.score(g.text)  # what you generate is what you score
+        >>> bool(np.allclose(r.logprobs[1:], g.logprobs[1:], atol=1e-4)) if r.tokens == g.tokens else True
+        True
+    """
+    from .models.scorer import get_model
+
+    lm = get_model(model, device=device, dtype=dtype)
+    return lm.generate(prompt, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed, stop=stop,
+                       top_k=top_k, n=n, bos=bos, use_cache=use_cache, batch_size=batch_size,
+                       progress=progress)
+
+
 def explore(text: str | None = None, *, model=None, top_k: int = 10) -> "Explorer":
     """The interactive explorer (ipywidgets): text box, model, metric, colours, hover details, plots.
 
@@ -235,4 +301,4 @@ def explore(text: str | None = None, *, model=None, top_k: int = 10) -> "Explore
     return Explorer(text, model, top_k=top_k)
 
 
-__all__ = ["compare", "divergence", "explore", "load", "perplexity", "score", "score_corpus"]
+__all__ = ["compare", "divergence", "explore", "generate", "load", "perplexity", "score", "score_corpus"]

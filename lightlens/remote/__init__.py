@@ -1,4 +1,5 @@
-"""Scores from models served elsewhere: LightLLM, vLLM, OpenAI-compatible servers and TGI.
+"""Scores and greedy generations from models served elsewhere: LightLLM, vLLM, OpenAI-compatible
+servers, TGI and (generation only) llama.cpp's llama-server.
 
 >>> lightlens.score("The cat sat.", model=f"vllm+{server.url}").tokens   # server: a MockServer
 ['The', ' cat', ' sat.']
@@ -8,6 +9,8 @@
 """
 from .backend import RemoteModel, connect, is_remote
 from .formats import FORMATS
+from .generation import GENERATORS, GeneratedTokens
 from .tokens import ServerTokens, to_result
 
-__all__ = ["FORMATS", "RemoteModel", "ServerTokens", "connect", "is_remote", "to_result"]
+__all__ = ["FORMATS", "GENERATORS", "GeneratedTokens", "RemoteModel", "ServerTokens", "connect", "is_remote",
+           "to_result"]

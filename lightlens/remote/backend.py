@@ -12,6 +12,7 @@ from ..errors import RemoteResponseError
 from ..options import check_int, check_top_k
 from ..results.score_result import ScoreResult
 from .formats import FORMATS
+from .generation import GENERATORS, GeneratedTokens, check_stop
 from .http import HttpPool, RetryPolicy, redact
 from .tokens import to_result
 
@@ -19,9 +20,10 @@ API_KEY_ENV = "LIGHTLENS_API_KEY"
 
 
 class RemoteModel:
-    """A model served by LightLLM, vLLM, TGI or an OpenAI-compatible server (one URL or a pool).
+    """A model served by LightLLM, vLLM, TGI, llama.cpp or an OpenAI-compatible server (one URL or a pool).
 
-    ``kind``: "lightllm", "vllm", "openai" or "tgi". ``urls``: one base URL or several (requests
+    ``kind``: "lightllm", "vllm", "openai", "tgi" or "llamacpp" (llama-server: generation only,
+    :meth:`generate_tokens`; it reports no prompt logprobs). ``urls``: one base URL or several (requests
     go round-robin; a failed request is retried on the next). ``model_name``: what the
     OpenAI-style APIs call the model (asked from /v1/models when None). ``tokenizer``: the
     served model's tokenizer (hub id, folder or object) — needed for LightLLM, which returns
@@ -182,6 +184,30 @@ class RemoteModel:
                 raise r
             out[i] = r
         return out
+
+    # ---- generation ------------------------------------------------------------------------
+    def generate_tokens(self, prompt: str, *, max_new_tokens: int, top_k: int = 5, stop: str | Sequence[str] | None = None,
+                        seed: int | None = None) -> GeneratedTokens:
+        """A greedy completion of ``prompt`` (temperature 0) with every generated token's logprob and
+        its ``top_k`` alternatives, as the server reports them (one request). ``stop``: strings that
+        end the completion (not included in it); ``seed``: passed on where the server takes one
+        (greedy needs none). ``max_new_tokens=0`` asks nothing and returns no token.
+
+        >>> g = RemoteModel("vllm", server.url).generate_tokens("Hello", max_new_tokens=4, top_k=2)
+        >>> g.pieces, g.finish_reason, g.top[0]
+        ([' the', ' cat', ' sat', ' on'], 'length', [(' the', None, -0.1), (' w1', None, -1.1)])
+        """
+        from ..text.tokens import check_text
+
+        check_text(prompt)
+        check_int("max_new_tokens", max_new_tokens, minimum=0)
+        check_int("seed", seed, minimum=0, none=True)
+        top_k, stops = check_top_k(top_k), check_stop(stop)
+        generator = GENERATORS[self.kind]
+        if max_new_tokens == 0:
+            return GeneratedTokens.empty()
+        return generator.fetch(self.pool, prompt, max_new_tokens=max_new_tokens, top_k=top_k, stop=stops, seed=seed,
+                               model_name=self.model_name if generator.needs_model_name else None)
 
     def __repr__(self) -> str:
         name = f", model_name={self._model_name!r}" if self._model_name else ""

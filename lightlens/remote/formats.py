@@ -1,4 +1,4 @@
-"""The four server dialects: how to ask each for prompt logprobs and how to read its answer.
+"""The server dialects: how to ask each for prompt logprobs and how to read its answer.
 
 Each format turns its server's JSON into :class:`~lightlens.remote.tokens.ServerTokens`;
 anything of the wrong shape becomes a :class:`RemoteResponseError` naming the field.
@@ -13,6 +13,9 @@ anything of the wrong shape becomes a :class:`RemoteResponseError` naming the fi
   0 is refused; the generated token is dropped): ``tokens``, ``token_logprobs``, ``top_logprobs``.
 - TGI: POST /generate with ``details`` and ``decoder_input_details``: ``details.prefill`` =
   ``[{id, text, logprob}]``. TGI gives top tokens only for generated tokens: no top-k here.
+- llama.cpp's llama-server: gives logprobs of generated tokens only (POST /completion with
+  ``n_probs``; it ignores ``echo``), so it cannot score a text: a ``llamacpp+`` model generates
+  (:mod:`lightlens.remote.generation`) and says so when asked to score.
 """
 from __future__ import annotations
 
@@ -40,6 +43,22 @@ def _shape_error(kind: str, err: Exception, body: Any) -> RemoteResponseError:
     )
 
 
+def guarded(kind: str, parse, body: Any, *args):
+    """``parse(body, *args)``, with a wrong shape (a missing key, a string where a list should be)
+    turned into a RemoteResponseError that names the field and shows how the answer began.
+
+    >>> guarded("tgi", lambda b: b["details"], {"generated_text": "x"})
+    Traceback (most recent call last):
+    lightlens.errors.RemoteResponseError: the tgi server's answer does not have the expected shape (KeyError: 'details'); ...
+    """
+    try:
+        return parse(body, *args)
+    except RemoteResponseError:
+        raise
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as err:
+        raise _shape_error(kind, err, body) from err
+
+
 class Format:
     """One server dialect; subclasses define ``kind``, ``request`` and ``_parse``.
 
@@ -65,12 +84,7 @@ class Format:
         >>> FORMATS["tgi"].parse({"details": {"prefill": [{"id": 1, "text": "a", "logprob": None}]}}).ids
         [1]
         """
-        try:
-            return self._parse(body, text)
-        except RemoteResponseError:
-            raise
-        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as err:
-            raise _shape_error(self.kind, err, body) from err
+        return guarded(self.kind, self._parse, body, text)
 
     def _parse(self, body: Any, text: str | None) -> ServerTokens:
         raise NotImplementedError
@@ -232,4 +246,25 @@ class TGI(Format):
                             ids=[int(p["id"]) for p in prefill], pieces=[p["text"] for p in prefill])
 
 
-FORMATS: dict[str, Format] = {f.kind: f for f in (LightLLM(), VLLM(), OpenAI(), TGI())}
+class LlamaCpp(Format):
+    """llama.cpp's llama-server: no prompt logprobs; its answer is explained, never scored.
+
+    >>> FORMATS["llamacpp"].parse({"content": " x", "completion_probabilities": []})
+    Traceback (most recent call last):
+    lightlens.errors.RemoteResponseError: llama.cpp's llama-server returns logprobs of generated tokens only, ...
+    """
+
+    kind = "llamacpp"
+
+    def request(self, text, top_k, model_name):
+        return "/completion", {"prompt": text, "n_predict": 1, "n_probs": max(top_k, 1), "temperature": 0.0}
+
+    def _parse(self, body, text):
+        raise RemoteResponseError(
+            "llama.cpp's llama-server returns logprobs of generated tokens only, not of the prompt, so a "
+            "llamacpp+ model cannot score a text: use it to generate (RemoteModel.generate_tokens), or "
+            "score in-process (lightlens.load takes the same GGUF file)"
+        )
+
+
+FORMATS: dict[str, Format] = {f.kind: f for f in (LightLLM(), VLLM(), OpenAI(), TGI(), LlamaCpp())}

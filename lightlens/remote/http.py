@@ -209,7 +209,7 @@ class HttpPool:
             raise _Retry(f"HTTP {status}: {said[:200]}", _seconds(retry_after))
         if status in NOT_THIS_API:
             raise RemoteError(f"the server does not speak this API (HTTP {status}: {said[:200]}): check "
-                              "the server kind (lightllm+, vllm+, openai+, tgi+) and the URL")
+                              "the server kind (lightllm+, vllm+, openai+, tgi+, llamacpp+) and the URL")
         if status >= 400:
             raise RemoteError(f"the server refused the request (HTTP {status}): {said[:500]}")
         try:

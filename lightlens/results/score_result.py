@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -64,17 +64,21 @@ class ScoreResult(Totals):
     bos: bool = False
     logsumexp: np.ndarray | None = None
 
+    FORMAT: ClassVar[str] = "lightlens.ScoreResult/1"
+    ARRAYS: ClassVar[dict[str, type]] = _ARRAYS  # a subclass adds its per-token arrays here
+    META: ClassVar[tuple[str, ...]] = _META  # and its other saved fields here
+
     def __post_init__(self) -> None:
         n = len(self.tokens)
         if self.logsumexp is None:  # a backend that does not know it (servers)
             self.logsumexp = np.full(n, np.nan, np.float32)
-        for name, dtype in _ARRAYS.items():
+        for name, dtype in self.ARRAYS.items():
             setattr(self, name, np.asarray(getattr(self, name), dtype=dtype))
         self.offsets = self.offsets.reshape(n, 2)
         self.top_k_ids = self.top_k_ids.reshape(n, -1) if n else self.top_k_ids.reshape(0, 0)
         self.top_k_logprobs = self.top_k_logprobs.reshape(self.top_k_ids.shape)
-        for name in ("token_ids", "logprobs", "entropy", "ranks", "logsumexp"):
-            if len(getattr(self, name)) != n:
+        for name in self.ARRAYS:
+            if name not in ("offsets", "top_k_ids", "top_k_logprobs") and len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} tokens")
 
     # ---- derived numbers -------------------------------------------------------------
@@ -260,13 +264,13 @@ class ScoreResult(Totals):
         >>> d["format"], d["logprobs"][0] is None
         ('lightlens.ScoreResult/1', True)
         """
-        d: dict[str, Any] = {name: getattr(self, name) for name in _META}
+        d: dict[str, Any] = {name: getattr(self, name) for name in self.META}
         d["tokens"] = list(self.tokens)
         d["top_k_tokens"] = [list(t) for t in self.top_k_tokens]
-        for name in _ARRAYS:
+        for name in self.ARRAYS:
             arr = getattr(self, name)
             d[name] = _nan_to_none(arr.tolist()) if arr.dtype.kind == "f" else arr.tolist()
-        d["format"] = "lightlens.ScoreResult/1"
+        d["format"] = self.FORMAT
         return d
 
     @classmethod
@@ -276,10 +280,10 @@ class ScoreResult(Totals):
         >>> ScoreResult.from_dict(result.to_dict()).tokens == result.tokens
         True
         """
-        if d.get("format") != "lightlens.ScoreResult/1":
-            raise ValueError("not a lightlens ScoreResult (missing format 'lightlens.ScoreResult/1')")
-        kw = {name: d[name] for name in (*_META, "tokens", "top_k_tokens")}
-        for name, dtype in _ARRAYS.items():
+        if d.get("format") != cls.FORMAT:
+            raise ValueError(f"not a lightlens {cls.__name__} (missing format {cls.FORMAT!r})")
+        kw = {name: d[name] for name in (*cls.META, "tokens", "top_k_tokens")}
+        for name, dtype in cls.ARRAYS.items():
             if name in d:  # results saved before logsumexp was kept have none: NaN
                 kw[name] = np.array(_none_to_nan(d[name]), dtype=dtype)
         return cls(**kw)
@@ -349,8 +353,9 @@ def _write_parquet(r: ScoreResult, path: Path) -> None:
     import pyarrow.parquet as pq
 
     d = r.to_dict()
-    meta = {name: d[name] for name in (*_META, "format")}
+    meta = {name: d[name] for name in (*r.META, "format")}
     meta["top_k"] = int(r.top_k_ids.shape[1])
+    extra = {name: getattr(r, name) for name in r.ARRAYS if name not in _ARRAYS}  # a subclass's arrays
     table = pa.table(
         {
             "token": d["tokens"],
@@ -364,6 +369,7 @@ def _write_parquet(r: ScoreResult, path: Path) -> None:
             "top_k_ids": pa.array(r.top_k_ids.tolist(), type=pa.list_(pa.int64())),
             "top_k_logprobs": pa.array(r.top_k_logprobs.tolist(), type=pa.list_(pa.float32())),
             "top_k_tokens": pa.array(d["top_k_tokens"], type=pa.list_(pa.string())),
+            **extra,
         }
     ).replace_schema_metadata({"lightlens": json.dumps(meta, ensure_ascii=False)})
     pq.write_table(table, path)
@@ -374,14 +380,16 @@ def _read_parquet(cls, path: Path) -> ScoreResult:
 
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(b"lightlens")
-    if raw is None:
-        raise ValueError(f"{path} is a Parquet file but not one written by ScoreResult.save")
-    meta = json.loads(raw)
+    meta = json.loads(raw) if raw is not None else {}
+    if meta.get("format", cls.FORMAT) != cls.FORMAT or raw is None:
+        raise ValueError(f"{path} is a Parquet file but not one written by {cls.__name__}.save")
     cols = table.to_pydict()
     k = meta.pop("top_k")
     n = len(cols["token"])
+    extra = {name: np.array(cols[name], dtype=dtype) for name, dtype in cls.ARRAYS.items() if name not in _ARRAYS}
     return cls(
-        **{name: meta[name] for name in _META},
+        **{name: meta[name] for name in cls.META},
+        **extra,
         tokens=cols["token"],
         token_ids=cols["token_id"],
         offsets=np.stack([cols["start"], cols["end"]], axis=-1) if n else np.zeros((0, 2)),

@@ -1,0 +1,364 @@
+"""Generation: prompts → prefill → one token per step (sample, score, check stops) → Generations.
+
+Every step computes, from the same float32 logits: the raw statistics of the chosen token (what
+``score()`` of the final ids gives: logprob, entropy, rank, top-k, log-sum-exp), the sampler's
+final distribution and the draw from it, and the sampled token's logprob, entropy and support
+size there. Only these O(k) numbers are kept per step; no [steps, V] array exists. The prompt's
+tokens are scored from the prefill, as :func:`score_texts` would.
+
+Draws are reproducible: each row has its own random stream seeded by its ``seed``, so a prompt
+gives the same text alone or in a batch (up to the float rounding of batched matmuls).
+"""
+from __future__ import annotations
+
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..kernels import token_stats
+from ..options import check_int, check_top_k
+from ..results.generation import Generation, GeneratedToken
+from ..sampling import Sampler, SamplerState
+from ..text.tokens import Encoding, encode_many
+from .decoding import IncrementalModel
+from .scoring import gc_paused
+
+
+def check_generation_options(*, max_new_tokens, top_k, n, seed, stop, sampler) -> tuple:
+    """Validate generation options; returns ``(stop strings, sampler or None)``."""
+    check_int("max_new_tokens", max_new_tokens, minimum=0)
+    check_top_k(top_k)
+    check_int("n", n, minimum=1)
+    check_int("seed", seed, minimum=0, none=True)
+    if stop is None:
+        stops: tuple[str, ...] = ()
+    else:
+        stops = (stop,) if isinstance(stop, str) else tuple(stop)
+        if not all(isinstance(s, str) for s in stops):
+            raise TypeError("stop must be a str or a list of str")
+        if any(s == "" for s in stops):
+            raise ValueError("a stop string is empty (it would stop at once): give non-empty strings or stop=None")
+    if sampler is not None and not isinstance(sampler, Sampler):
+        if not callable(sampler):
+            raise TypeError(f"sampler must be a lightlens Sampler, a function f(logprobs, state) or None (greedy), "
+                            f"got {type(sampler).__name__}")
+        sampler = Sampler(sampler)
+    return stops, sampler
+
+
+class TextPieces:
+    """The text each generated token adds, decoded in the context of the prompt's last tokens
+    (so a leading space survives), holding back a token that ends inside a character.
+
+    >>> p = TextPieces(tiny.tokenizer, tiny.tokenizer.encode("Hello"))
+    >>> p.push(tiny.tokenizer.encode(" world")[0]) + p.flush()
+    ' world'
+    """
+
+    def __init__(self, tokenizer, prompt_ids: Sequence[int]):
+        self.tokenizer = tokenizer
+        self.context = [int(i) for i in prompt_ids[-4:]]
+        self.ids: list[int] = []
+        self.start = len(self._decode(self.context))
+        self.text = ""  # what has been handed out so far
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def push(self, token: int) -> str:
+        """Add ``token``; returns the characters it completes ("" while a character is incomplete)."""
+        self.ids.append(int(token))
+        full = self._decode(self.context + self.ids)[self.start:]
+        if full.endswith("\ufffd") or not full.startswith(self.text):
+            return ""
+        piece, self.text = full[len(self.text):], full
+        return piece
+
+    def flush(self) -> str:
+        """Whatever is still held back (an unfinished character, as the tokenizer decodes it)."""
+        full = self._decode(self.context + self.ids)[self.start:]
+        piece = full[len(self.text):] if full.startswith(self.text) else ""
+        self.text += piece
+        return piece
+
+
+@dataclass
+class _Row:
+    """One sequence being generated: its prompt, random stream and what each step gave."""
+
+    enc: Encoding
+    seed: int
+    pieces: TextPieces
+    generator: torch.Generator
+    steps: list[GeneratedToken] = field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_stats: tuple | None = None
+
+
+def row_seeds(seed: int | None, prompts: int, n: int) -> list[int]:
+    """Each row's seed: sample ``j`` of a prompt uses ``seed + j`` (a fresh random seed when None),
+    so ``generate(p, seed=s + j)`` alone reproduces it.
+
+    >>> row_seeds(7, prompts=2, n=2)
+    [7, 8, 7, 8]
+    """
+    base = secrets.randbits(62) if seed is None else seed
+    return [base + j for _ in range(prompts) for j in range(n)]
+
+
+def eos_ids(lm) -> set[int]:
+    """The ids that end a sequence: the generation config's ``eos_token_id`` (int or list),
+    else the tokenizer's."""
+    cfg = getattr(lm.model, "generation_config", None)
+    eos = getattr(cfg, "eos_token_id", None) if cfg is not None else None
+    if eos is None:
+        eos = lm.tokenizer.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+@gc_paused()
+def generate_texts(lm, prompts: Sequence[str], *, max_new_tokens: int = 64, sampler=None, seed=None,
+                   stop=None, top_k: int = 5, n: int = 1, bos: bool | None = None, use_cache: bool = True,
+                   batch_size: int = 32, progress: bool | None = None) -> list[Generation]:
+    """Generate from each prompt (``n`` samples each, prompt-major); one :class:`Generation` per
+    sample. Options as in :func:`lightlens.generate`.
+
+    >>> gs = generate_texts(tiny, ["Hello", "The cat"], max_new_tokens=3, n=2, seed=1)
+    >>> len(gs), [g.num_generated for g in gs]
+    (4, [3, 3, 3, 3])
+    """
+    rows = list(stream_rows(lm, prompts, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
+                            stop=stop, top_k=top_k, n=n, bos=bos, use_cache=use_cache,
+                            batch_size=batch_size, progress=progress, events=False))
+    description = "greedy" if sampler is None else (sampler.describe() if isinstance(sampler, Sampler)
+                                                    else Sampler(sampler).describe())
+    info = lm.info()
+    strings = lm.token_strings(np.concatenate([_top_ids(r) for r in rows]))
+    out, start = [], 0
+    for r in rows:
+        size = len(r.enc.offsets) + len(r.steps)
+        out.append(_generation(r, info, description, strings[start:start + size].tolist()))
+        start += size
+    return out
+
+
+def stream_rows(lm, prompts: Sequence[str], *, max_new_tokens, sampler, seed, stop, top_k, n, bos,
+                use_cache, batch_size, progress, events: bool) -> Iterator:
+    """The generation loop: yields each :class:`GeneratedToken` as it is chosen when ``events``,
+    else each finished row."""
+    stops, sampler = check_generation_options(max_new_tokens=max_new_tokens, top_k=top_k, n=n, seed=seed,
+                                              stop=stop, sampler=sampler)
+    check_int("batch_size", batch_size, minimum=1)
+    encs = [e for e in encode_many(lm.tokenizer, list(prompts), bos=bos) for _ in range(n)]
+    for e in encs:
+        if len(e.ids) >= lm.context_length:
+            raise ValueError(f"the prompt has {len(e.ids)} tokens and the model's context is {lm.context_length}: "
+                             "shorten the prompt (lightlens.truncate_tokens) so that tokens can be generated after it")
+    seeds = row_seeds(seed, len(prompts), n)
+    batches = range(0, len(encs), batch_size)
+    show = len(batches) > 1 if progress is None else progress
+    with tqdm(total=len(encs) * max_new_tokens, unit="tok", desc="generating", disable=not show) as bar:
+        for a in batches:
+            rows = [_Row(e, s, TextPieces(lm.tokenizer, e.ids), torch.Generator().manual_seed(s))
+                    for e, s in zip(encs[a:a + batch_size], seeds[a:a + batch_size])]
+            for event in _run(lm, rows, sampler, max_new_tokens, stops, top_k, use_cache):
+                bar.update(1)
+                if events:
+                    yield event
+            if not events:
+                yield from rows
+
+
+@torch.inference_mode()
+def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, stops: tuple[str, ...],
+         top_k: int, use_cache: bool) -> Iterator[GeneratedToken]:
+    device, context, ends = lm.device, lm.context_length, eos_ids(lm)
+    lengths = torch.tensor([len(r.enc.ids) for r in rows])
+    width = int(lengths.max())
+    pad = lm.tokenizer.pad_token_id or 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, width - len(r.enc.ids):] = torch.from_numpy(r.enc.ids)
+    mask = torch.arange(width)[None, :] >= (width - lengths)[:, None]
+    ids, mask = ids.to(device), mask.to(device)
+    model = IncrementalModel(lm, use_cache=use_cache)
+    logits = model.start(ids, mask, keep_prompt=True)
+    _score_prompts(model, rows, width, top_k, device)
+    if max_new_tokens == 0:
+        for r in rows:
+            r.finish_reason = "length"
+        return
+    memory: dict = {}
+    companions = _Companions(ids, mask, use_cache)
+    live = list(range(len(rows)))
+    for step in range(max_new_tokens):
+        chosen, final = _choose(logits, sampler, rows, ids, mask, lengths, step, memory, companions)
+        raw = token_stats(logits, chosen, top_k)
+        sampled = _sampled_stats(final, chosen)
+        host = [t.cpu().numpy() for t in (chosen, *raw, *sampled)]
+        for b in list(live):
+            r = rows[b]
+            token = _token_event(r, b, step, host)
+            r.steps.append(token)
+            reason = _finish(r, token, ends, stops, step, max_new_tokens, context)
+            if reason:
+                r.finish_reason = token.finish_reason = reason
+                live.remove(b)
+            yield token
+        if not live:
+            return
+        ids = torch.cat([ids, chosen[:, None]], 1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        logits = model.extend(chosen, mask)
+        companions.extend(chosen, mask)
+
+
+def _choose(logits, sampler, rows, ids, mask, lengths, step, memory, companions):
+    """The chosen token of every row and the sampler's final log-probabilities (None: greedy)."""
+    if sampler is None:
+        return logits.argmax(-1), None
+    lse = torch.logsumexp(logits, -1, keepdim=True)
+    state = SamplerState(ids=ids, mask=mask, prompt_lengths=lengths, step=step, logsumexp=lse,
+                         vocab_size=logits.shape[-1], memory=memory, forward=companions.logprobs)
+    final = sampler(logits - lse, state)
+    uniforms = torch.cat([torch.rand(1, generator=r.generator, dtype=torch.float64) for r in rows])
+    chosen = sampler.draw(final, uniforms.to(final.device))
+    sampler.observe(state, chosen, final)
+    return chosen, final
+
+
+def _sampled_stats(final: torch.Tensor | None, chosen: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Log-probability of the chosen token under the sampler's final distribution, that
+    distribution's entropy (nats) and support size; greedy: 0, 0, 1."""
+    if final is None:
+        zero = torch.zeros(len(chosen), device=chosen.device)
+        return zero, zero, torch.ones(len(chosen), dtype=torch.long, device=chosen.device)
+    kept = torch.isfinite(final)
+    p = final.exp()
+    entropy = -(p * torch.where(kept, final, torch.zeros_like(final))).sum(-1)
+    return final.gather(1, chosen[:, None])[:, 0], entropy, kept.sum(-1)
+
+
+def _token_event(r: _Row, b: int, step: int, host: list) -> GeneratedToken:
+    chosen, logprob, lse, entropy, rank, top_ids, top_lps, sampled_lp, sampled_h, kept = host
+    token = int(chosen[b])
+    return GeneratedToken(
+        index=b, step=step, token_id=token, text=r.pieces.push(token), logprob=float(logprob[b]),
+        logsumexp=float(lse[b]), entropy=float(entropy[b]), rank=int(rank[b]), top_k_ids=top_ids[b].copy(),
+        top_k_logprobs=top_lps[b].copy(), sampled_logprob=float(sampled_lp[b]),
+        sampled_entropy=float(sampled_h[b]), kept=int(kept[b]))
+
+
+def _finish(r: _Row, token: GeneratedToken, ends: set[int], stops: tuple[str, ...], step: int,
+            max_new_tokens: int, context: int) -> str | None:
+    """Why row ``r`` stops after ``token``, or None."""
+    if token.token_id in ends:
+        return "eos"
+    if stops:
+        tail = r.pieces.text[-(max(map(len, stops)) + len(token.text)):]
+        if any(s in tail for s in stops):
+            return "stop"
+    if step + 1 == max_new_tokens:
+        return "length"
+    if len(r.enc.ids) + step + 1 >= context:
+        warnings.warn(f"generation stopped after {step + 1} tokens: the model's context of {context} tokens is full",
+                      stacklevel=5)
+        return "context"
+    return None
+
+
+def _score_prompts(model: IncrementalModel, rows: list[_Row], width: int, top_k: int, device) -> None:
+    """Each prompt's token statistics from the prefill, as scoring gives them."""
+    rows_b, rows_t, targets = [], [], []
+    for b, r in enumerate(rows):
+        m = len(r.enc.ids)
+        rows_b += [b] * (m - 1)
+        rows_t += range(width - m, width - 1)
+        targets.append(r.enc.ids[1:])
+    stats = model.prompt_stats(torch.tensor(rows_b, device=device, dtype=torch.long),
+                               torch.tensor(rows_t, device=device, dtype=torch.long),
+                               torch.from_numpy(np.concatenate(targets)).to(device), top_k)
+    stats = [t.cpu().numpy() for t in stats]
+    start = 0
+    for r in rows:
+        m = len(r.enc.ids) - 1
+        r.prompt_stats = tuple(s[start:start + m] for s in stats)
+        start += m
+
+
+class _Companions:
+    """Other models a sampler asks for (contrastive decoding's amateur), each run incrementally
+    over the same batch with its own cache."""
+
+    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool):
+        self.ids, self.mask, self.use_cache = ids, mask, use_cache
+        self.models: dict[int, IncrementalModel] = {}
+        self.current: dict[int, torch.Tensor] = {}
+
+    def logprobs(self, other) -> torch.Tensor:
+        """``other``'s float32 log-probabilities [B, V] of the next token of every row."""
+        key = id(other)
+        if key not in self.models:
+            model = IncrementalModel(other, use_cache=self.use_cache)
+            self.models[key] = model
+            self.current[key] = model.start(self.ids.to(other.device), self.mask.to(other.device))
+        return torch.log_softmax(self.current[key], -1).to(self.ids.device)
+
+    def extend(self, chosen: torch.Tensor, mask: torch.Tensor) -> None:
+        self.mask = mask
+        for key, model in self.models.items():
+            dev = model.lm.device
+            self.current[key] = model.extend(chosen.to(dev), mask.to(dev))
+
+
+def _top_ids(r: _Row) -> np.ndarray:
+    prompt_top = r.prompt_stats[4]
+    gen_top = np.stack([t.top_k_ids for t in r.steps]) if r.steps else np.zeros((0, prompt_top.shape[1]), np.int64)
+    lead = np.full((len(r.enc.offsets) - len(prompt_top), prompt_top.shape[1]), -1, np.int64)
+    return np.concatenate([lead, prompt_top, gen_top])
+
+
+def _generation(r: _Row, info: dict, sampler: str, top_strings: list) -> Generation:
+    """Assemble one row's :class:`Generation`: the prompt's statistics then each step's."""
+    enc, steps = r.enc, r.steps
+    last = r.pieces.flush()
+    pieces = [t.text for t in steps]
+    if pieces:
+        pieces[-1] += last
+    m, k = len(enc.offsets), r.prompt_stats[5].shape[1]
+    lead = m - len(r.prompt_stats[0])  # the unscored first token (no BOS)
+    logprob, lse, entropy, rank, top_ids, top_lps = r.prompt_stats
+
+    def column(prompt_part, fill, of_step, dtype):
+        head = np.full((lead, *prompt_part.shape[1:]), fill, dtype)
+        tail = np.array([of_step(t) for t in steps], dtype).reshape(len(steps), *prompt_part.shape[1:])
+        return np.concatenate([head, prompt_part.astype(dtype), tail])
+
+    spans = np.cumsum([0, *map(len, pieces)]) + len(enc.text)
+    n = m + len(steps)
+    gen_nan = lambda of_step: np.concatenate([np.full(m, np.nan, np.float32),  # noqa: E731
+                                              np.array([of_step(t) for t in steps], np.float32)])
+    return Generation(
+        text=enc.text + "".join(pieces), tokens=enc.tokens + pieces,
+        token_ids=np.concatenate([enc.text_ids, [t.token_id for t in steps]]).astype(np.int64),
+        offsets=np.concatenate([enc.offsets, np.stack([spans[:-1], spans[1:]], 1)]).reshape(n, 2),
+        logprobs=column(logprob, np.nan, lambda t: t.logprob, np.float32),
+        logsumexp=column(lse, np.nan, lambda t: t.logsumexp, np.float32),
+        entropy=column(entropy, np.nan, lambda t: t.entropy, np.float32),
+        ranks=column(rank, 0, lambda t: t.rank, np.int64),
+        top_k_ids=column(top_ids, -1, lambda t: t.top_k_ids, np.int64).reshape(n, k),
+        top_k_logprobs=column(top_lps, np.nan, lambda t: t.top_k_logprobs, np.float32).reshape(n, k),
+        top_k_tokens=top_strings, model=dict(info), bos=enc.bos,
+        window={"max_length": None, "stride": None, "num_windows": 1, "windowed": False},
+        num_prompt_tokens=m, sampled_logprobs=gen_nan(lambda t: t.sampled_logprob),
+        sampled_entropy=gen_nan(lambda t: t.sampled_entropy),
+        kept=np.concatenate([np.zeros(m, np.int64), [t.kept for t in steps]]).astype(np.int64),
+        finish_reason=r.finish_reason or "length", sampler=sampler, seed=r.seed,
+    )

@@ -1,0 +1,217 @@
+"""Generation: greedy equals Hugging Face ``generate``, what you generate is what you score, the
+result's text/ids/offsets hold together, seeds reproduce, stops stop, bad input is refused."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lightlens
+from lightlens import sampling
+from lightlens.engine.scoring import score_encodings
+from lightlens.results.generation import Generation
+from lightlens.text.tokens import Encoding
+
+PROMPTS = ["Hello world, the cat", "The", "A dog ran far and then it", "Hello again"]
+
+
+@pytest.fixture(params=["llama", "gpt2"], scope="module")
+def tiny_model(request, tmp_path_factory):
+    """The tiny seeded models with a context of 256, room for 64 new tokens after any prompt."""
+    from conftest import save_tiny_gpt2, save_tiny_llama
+
+    save = {"llama": save_tiny_llama, "gpt2": save_tiny_gpt2}[request.param]
+    return lightlens.load(save(tmp_path_factory.mktemp(f"gen-{request.param}"), context=256))
+
+
+def hf_greedy(lm, prompts: list[str], new: int, bos: bool) -> list[list[int]]:
+    """Hugging Face ``generate(do_sample=False)`` on a left-padded batch; each row's new tokens
+    up to and including the first end-of-sequence token."""
+    tok = lm.tokenizer
+    rows = [([tok.bos_token_id] if bos else []) + tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    width = max(map(len, rows))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    out = lm.model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, pad_token_id=pad)
+    ends = lightlens.engine.generation.eos_ids(lm)
+    result = []
+    for row in out[:, width:].tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in ends), len(row))
+        result.append(row[:cut])
+    return result
+
+
+def rescored(lm, g: Generation):
+    """``score()`` of exactly the generated ids (never re-tokenised)."""
+    ids = np.concatenate([[lm.tokenizer.bos_token_id] if g.bos else [], g.token_ids]).astype(np.int64)
+    return score_encodings(lm, [Encoding(g.text, ids, g.offsets, g.bos)], top_k=g.top_k_ids.shape[1])[0]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_greedy_equals_hugging_face(tiny_model, batched):
+    prompts = PROMPTS if batched else PROMPTS[:1]
+    ours = tiny_model.generate(prompts, max_new_tokens=64)
+    bos = ours[0].bos
+    theirs = hf_greedy(tiny_model, prompts, 64, bos)
+    for g, hf in zip(ours, theirs):
+        assert g.completion_ids.tolist() == hf
+        assert g.finish_reason == ("eos" if len(hf) < 64 else "length")
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_what_you_generate_is_what_you_score(tiny_model, use_cache):
+    sampler = sampling.Sampler.from_options(temperature=1.5, top_p=0.95)
+    gs = tiny_model.generate(PROMPTS, max_new_tokens=24, sampler=sampler, seed=3, use_cache=use_cache)
+    for g in gs:
+        r = rescored(tiny_model, g)
+        assert r.token_ids.tolist() == g.token_ids.tolist()
+        np.testing.assert_allclose(g.logprobs, r.logprobs, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(g.entropy, r.entropy, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(g.logsumexp, r.logsumexp, atol=1e-4, equal_nan=True)
+        assert (g.ranks == r.ranks).mean() > 0.95  # ranks may swap on float ties only
+        np.testing.assert_allclose(g.top_k_logprobs, r.top_k_logprobs, atol=1e-4, equal_nan=True)
+
+
+def test_result_holds_together(tiny_model):
+    g = tiny_model.generate("Hello world", max_new_tokens=12, top_k=3)
+    assert "".join(g.tokens) == g.text and g.text.startswith("Hello world")
+    assert g.prompt == "Hello world" and g.completion == g.text[len("Hello world"):]
+    for i, (a, b) in enumerate(g.offsets.tolist()):
+        assert g.tokens[i] == g.text[a:b]
+    assert g.generated.sum() == g.num_generated == 12
+    assert g.top_k_ids.shape == (len(g), 3) and g.top_k_tokens[-1] == tiny_model.token_strings(g.top_k_ids[-1]).tolist()
+    gen = g.generated
+    # greedy: the chosen token is the argmax, kept alone, with probability 1 under the sampler
+    assert (g.ranks[gen] == 1).all() and (g.kept[gen] == 1).all()
+    assert (g.sampled_logprobs[gen] == 0).all() and np.isnan(g.sampled_logprobs[~gen]).all()
+    np.testing.assert_array_equal(g.top_k_ids[gen, 0], g.token_ids[gen])
+
+
+def test_prompt_scored_as_score_does(tiny_model):
+    g = tiny_model.generate("A dog ran far and then it", max_new_tokens=2)
+    r = tiny_model.score("A dog ran far and then it")
+    p = g.num_prompt_tokens
+    assert g.tokens[:p] == r.tokens
+    np.testing.assert_allclose(g.logprobs[:p], r.logprobs, atol=1e-5, equal_nan=True)
+    np.testing.assert_array_equal(g.top_k_ids[:p], r.top_k_ids)
+
+
+def test_sampled_statistics_match_the_sampler(tiny_llama):
+    sampler = sampling.Sampler.from_options(temperature=0.7, top_k=20)
+    g = tiny_llama.generate("Hello world", max_new_tokens=8, sampler=sampler, seed=5)
+    gen = g.generated
+    assert g.sampler == sampler.describe()
+    assert ((g.kept[gen] >= 1) & (g.kept[gen] <= 20)).all()
+    # under the sampler the chosen token is more likely than under the raw model at temperature 0.7 / top-k
+    assert (g.sampled_logprobs[gen] <= 0).all() and np.isfinite(g.sampled_logprobs[gen]).all()
+    assert (g.sampled_entropy[gen] <= np.log(g.kept[gen]) + 1e-5).all()
+
+
+def test_seed_reproduces_alone_and_batched(tiny_llama):
+    sampler = sampling.Sampler.from_options(temperature=1.0)
+    a = tiny_llama.generate("Hello world", max_new_tokens=16, sampler=sampler, seed=11)
+    b = tiny_llama.generate("Hello world", max_new_tokens=16, sampler=sampler, seed=11)
+    batch = tiny_llama.generate(["The", "Hello world", "A dog"], max_new_tokens=16, sampler=sampler, seed=11)
+    assert a.token_ids.tolist() == b.token_ids.tolist() == batch[1].token_ids.tolist()
+    assert a.seed == 11
+    several = tiny_llama.generate("Hello world", max_new_tokens=16, sampler=sampler, seed=11, n=3)
+    assert [g.seed for g in several] == [11, 12, 13]
+    assert several[0].token_ids.tolist() == a.token_ids.tolist()
+    assert tiny_llama.generate("Hello world", max_new_tokens=16, sampler=sampler, seed=12).token_ids.tolist() == \
+        several[1].token_ids.tolist()
+    assert len({tuple(g.completion_ids.tolist()) for g in several}) > 1
+
+
+def test_stream_yields_the_same_tokens(tiny_gpt2):
+    sampler = sampling.Sampler.from_options(temperature=1.2, min_p=0.05)
+    g = tiny_gpt2.generate("Hello", max_new_tokens=10, sampler=sampler, seed=2)
+    tokens = list(tiny_gpt2.stream("Hello", max_new_tokens=10, sampler=sampler, seed=2))
+    assert [t.token_id for t in tokens] == g.completion_ids.tolist()
+    assert "".join(t.text for t in tokens) == g.completion
+    assert tokens[-1].finish_reason == g.finish_reason and all(t.finish_reason is None for t in tokens[:-1])
+    np.testing.assert_allclose([t.sampled_logprob for t in tokens], g.sampled_logprobs[g.generated], atol=1e-6)
+    assert tokens[0].top_k_tokens == g.top_k_tokens[g.num_prompt_tokens]
+
+
+def test_stop_string_and_eos(tiny_llama):
+    free = tiny_llama.generate("Hello world", max_new_tokens=30)
+    piece = free.completion[5:8]
+    assert piece
+    g = tiny_llama.generate("Hello world", max_new_tokens=30, stop=[piece])
+    assert g.finish_reason == "stop" and piece in g.completion
+    assert piece not in g.completion[: len(g.completion) - len(g.tokens[-1])]  # the last token completed it
+    assert g.completion_ids.tolist() == free.completion_ids[: g.num_generated].tolist()
+    # a model told that its 3rd greedy token is end-of-sequence stops there, keeping it
+    eos = int(free.completion_ids[2])
+    cfg = tiny_llama.model.generation_config
+    old = cfg.eos_token_id
+    cfg.eos_token_id = eos
+    try:
+        e = tiny_llama.generate("Hello world", max_new_tokens=30)
+    finally:
+        cfg.eos_token_id = old
+    first = free.completion_ids.tolist().index(eos)
+    assert e.finish_reason == "eos" and e.num_generated == first + 1 and e.completion_ids[-1] == eos
+
+
+def test_context_fills(tmp_path):
+    from conftest import save_tiny_llama
+
+    lm = lightlens.load(save_tiny_llama(tmp_path / "short", context=16))
+    with pytest.warns(UserWarning, match="context"):
+        g = lm.generate("Hello world", max_new_tokens=40)
+    assert g.finish_reason == "context" and len(g) + int(g.bos) == 16
+
+
+def test_save_and_load(tiny_gpt2, tmp_path):
+    g = tiny_gpt2.generate("Hello", max_new_tokens=5, sampler=sampling.Sampler.from_options(temperature=0.9), seed=1)
+    for name in ("g.json", "g.parquet"):
+        back = Generation.load(g.save(tmp_path / name))
+        assert isinstance(back, Generation) and back.completion == g.completion and back.seed == 1
+        np.testing.assert_array_equal(back.kept, g.kept)
+        np.testing.assert_array_equal(back.sampled_logprobs, g.sampled_logprobs)
+        assert back.num_prompt_tokens == g.num_prompt_tokens and back.sampler == g.sampler
+    with pytest.raises(ValueError, match="Generation"):
+        Generation.load(tiny_gpt2.score("Hello there").save(tmp_path / "s.json"))
+    df = g.to_pandas()
+    assert len(df) == len(g) and df["generated"].sum() == 5 and df["kept"].iloc[-1] >= 1
+
+
+def test_zero_new_tokens_scores_the_prompt(tiny_gpt2):
+    g = tiny_gpt2.generate("Hello world", max_new_tokens=0)
+    assert g.num_generated == 0 and g.completion == "" and g.text == "Hello world"
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(max_new_tokens=-1), "max_new_tokens"),
+    (dict(stop=[""]), "stop string is empty"),
+    (dict(sampler="hot"), "sampler must be"),
+    (dict(n=0), "n must be"),
+    (dict(top_k=65), "top_k"),
+])
+def test_bad_options(tiny_gpt2, options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        tiny_gpt2.generate("Hello", **options)
+
+
+def test_prompt_longer_than_the_context(tiny_gpt2):
+    with pytest.raises(ValueError, match="shorten the prompt"):
+        tiny_gpt2.generate("Hello world " * 80, max_new_tokens=1)
+
+
+def test_temperature_must_not_be_negative():
+    with pytest.raises(ValueError, match="temperature"):
+        sampling.Sampler.from_options(temperature=-1)
+
+
+def test_greedy_on_the_real_model(smollm2):
+    prompts = ["The capital of France is", "Once upon a time, in a small village,", "def fibonacci(n):",
+               "Water boils at"]
+    single = smollm2.generate(prompts[1], max_new_tokens=64)
+    assert single.completion_ids.tolist() == hf_greedy(smollm2, prompts[1:2], 64, single.bos)[0]
+    batch = smollm2.generate(prompts, max_new_tokens=64)
+    for g, hf in zip(batch, hf_greedy(smollm2, prompts, 64, single.bos)):
+        assert g.completion_ids.tolist() == hf
+        r = rescored(smollm2, g)
+        np.testing.assert_allclose(g.logprobs, r.logprobs, atol=1e-4, equal_nan=True)
