@@ -8,6 +8,7 @@ import torch
 
 import lightlens
 from lightlens import sampling
+from lightlens.engine.generation import eos_ids
 from lightlens.engine.scoring import score_encodings
 from lightlens.results.generation import Generation
 from lightlens.text.tokens import Encoding
@@ -34,7 +35,7 @@ def hf_greedy(lm, prompts: list[str], new: int, bos: bool) -> list[list[int]]:
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
     out = lm.model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, pad_token_id=pad)
-    ends = lightlens.engine.generation.eos_ids(lm)
+    ends = eos_ids(lm)
     result = []
     for row in out[:, width:].tolist():
         cut = next((i + 1 for i, t in enumerate(row) if t in ends), len(row))
@@ -215,3 +216,47 @@ def test_greedy_on_the_real_model(smollm2):
         assert g.completion_ids.tolist() == hf
         r = rescored(smollm2, g)
         np.testing.assert_allclose(g.logprobs, r.logprobs, atol=1e-4, equal_nan=True)
+
+
+def test_branch_continues_from_an_alternative(tiny_llama):
+    g = tiny_llama.generate("Hello world", max_new_tokens=8)
+    at = g.num_prompt_tokens + 2
+    alt = int(g.top_k_ids[at, 1])
+    b = tiny_llama.branch(g, at, alt, max_new_tokens=5)
+    assert b.token_ids[:at].tolist() == g.token_ids[:at].tolist() and b.token_ids[at] == alt
+    assert b.num_prompt_tokens == at + 1 and b.num_generated == 5
+    assert b.text.startswith(g.text[: g.offsets[at, 0]]) and "".join(b.tokens) == b.text
+    # the alternative's logprob in the branch is the one g listed for it
+    np.testing.assert_allclose(b.logprobs[at], g.top_k_logprobs[at, 1], atol=1e-5)
+    np.testing.assert_allclose(b.logprobs, rescored(tiny_llama, b).logprobs, atol=1e-4, equal_nan=True)
+    with pytest.raises(ValueError, match="past the end"):
+        tiny_llama.branch(g, len(g), alt)
+
+
+def test_contrastive_decoding_runs_the_amateur(tiny_llama, tiny_gpt2, llama_dir):
+    # the expert against itself: every plausible token scores 0, so the draw is uniform over them
+    same = sampling.Sampler(sampling.contrastive(tiny_llama, alpha=1.0, plausibility=0.1))
+    g = tiny_llama.generate("Hello world", max_new_tokens=6, sampler=same, seed=0)
+    gen = g.generated
+    np.testing.assert_allclose(g.sampled_logprobs[gen], -np.log(g.kept[gen]), atol=1e-5)
+    # another copy of the weights with fewer layers as the amateur: its cache follows the batch
+    amateur = lightlens.load(llama_dir)
+    amateur.model.model.layers = amateur.model.model.layers[:1]
+    amateur.model.config.num_hidden_layers = 1
+    cd = sampling.Sampler(sampling.contrastive(amateur, alpha=0.5, plausibility=0.05))
+    cached = tiny_llama.generate(PROMPTS[:3], max_new_tokens=8, sampler=cd, seed=4)
+    fresh = tiny_llama.generate(PROMPTS[:3], max_new_tokens=8, sampler=cd, seed=4, use_cache=False)
+    assert [g.token_ids.tolist() for g in cached] == [g.token_ids.tolist() for g in fresh]
+    with pytest.raises(ValueError, match="vocabulary"):
+        tiny_llama.generate("Hello", max_new_tokens=2,
+                            sampler=sampling.Sampler(sampling.contrastive(tiny_gpt2)))
+
+
+@pytest.mark.parametrize("tau", [3.0, 5.0])
+def test_mirostat_holds_its_target(smollm2, tau):
+    eos = torch.tensor(sorted(eos_ids(smollm2)))
+    no_eos = sampling.custom(lambda lp, state: lp.index_fill(1, eos, float("-inf")), name="no_eos")
+    sampler = sampling.Sampler(no_eos, sampling.mirostat_v2(tau, 0.1))
+    g = smollm2.generate("The history of the city begins", max_new_tokens=256, sampler=sampler, seed=0)
+    assert g.num_generated == 256
+    assert abs(g.surprise_bits.mean() - tau) < 0.1 * tau

@@ -32,11 +32,15 @@ class IncrementalModel:
         self.ids: torch.Tensor | None = None  # the whole batch so far (used without a cache)
         self.prompt_out: torch.Tensor | None = None  # hidden states or logits of the prompt
 
-    def start(self, ids: torch.Tensor, mask: torch.Tensor, *, keep_prompt: bool = False) -> torch.Tensor:
+    def start(self, ids: torch.Tensor, mask: torch.Tensor, *, keep_prompt: bool = False,
+              max_length: int | None = None) -> torch.Tensor:
         """Run the prompts ``ids`` [B, L] (``mask`` [B, L] bool, left padding); float32 logits
         [B, V] of each row's next token. ``keep_prompt`` keeps every position's output for
-        :meth:`prompt_stats`."""
+        :meth:`prompt_stats`. ``max_length``: the longest the batch will grow (prompt + new
+        tokens); the cache is then allocated once at that size (:func:`static_cache`)."""
         self.ids = ids
+        if self.use_cache and max_length is not None:
+            self.cache = static_cache(self.lm.model, max_length)
         out = self._forward(ids, mask, positions(mask), everything=keep_prompt)
         if keep_prompt:
             self.prompt_out = out
@@ -84,6 +88,22 @@ class IncrementalModel:
         if self.head is not None:
             return self.head.logits(last)
         return last.float()
+
+
+def static_cache(model, max_length: int):
+    """A key/value cache of ``max_length`` positions allocated once (transformers' StaticCache),
+    or None (the model grows its own) where the model or transformers version does not take one.
+
+    A growing cache concatenates a slightly longer tensor per layer at every step; glibc's
+    allocator then keeps hundreds of MB of freed fragments resident (measured: +250 MB at batch
+    8 over 128 steps of SmolLM2), which a cache allocated once never does.
+    """
+    try:
+        from transformers.cache_utils import StaticCache
+
+        return StaticCache(config=model.config, max_cache_len=max_length)
+    except (ImportError, TypeError, ValueError, AttributeError, NotImplementedError):
+        return None
 
 
 def cache_argument(module) -> str:

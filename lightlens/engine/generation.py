@@ -124,7 +124,7 @@ def eos_ids(lm) -> set[int]:
 
 
 @gc_paused()
-def generate_texts(lm, prompts: Sequence[str], *, max_new_tokens: int = 64, sampler=None, seed=None,
+def generate_texts(lm, prompts: Sequence[str | Encoding], *, max_new_tokens: int = 64, sampler=None, seed=None,
                    stop=None, top_k: int = 5, n: int = 1, bos: bool | None = None, use_cache: bool = True,
                    batch_size: int = 32, progress: bool | None = None) -> list[Generation]:
     """Generate from each prompt (``n`` samples each, prompt-major); one :class:`Generation` per
@@ -149,14 +149,16 @@ def generate_texts(lm, prompts: Sequence[str], *, max_new_tokens: int = 64, samp
     return out
 
 
-def stream_rows(lm, prompts: Sequence[str], *, max_new_tokens, sampler, seed, stop, top_k, n, bos,
+def stream_rows(lm, prompts: Sequence[str | Encoding], *, max_new_tokens, sampler, seed, stop, top_k, n, bos,
                 use_cache, batch_size, progress, events: bool) -> Iterator:
     """The generation loop: yields each :class:`GeneratedToken` as it is chosen when ``events``,
-    else each finished row."""
+    else each finished row. A prompt given as an :class:`Encoding` is used as its ids exactly."""
     stops, sampler = check_generation_options(max_new_tokens=max_new_tokens, top_k=top_k, n=n, seed=seed,
                                               stop=stop, sampler=sampler)
     check_int("batch_size", batch_size, minimum=1)
-    encs = [e for e in encode_many(lm.tokenizer, list(prompts), bos=bos) for _ in range(n)]
+    texts = [p for p in prompts if not isinstance(p, Encoding)]
+    encoded = iter(encode_many(lm.tokenizer, texts, bos=bos) if texts else [])
+    encs = [e for e in (p if isinstance(p, Encoding) else next(encoded) for p in prompts) for _ in range(n)]
     for e in encs:
         if len(e.ids) >= lm.context_length:
             raise ValueError(f"the prompt has {len(e.ids)} tokens and the model's context is {lm.context_length}: "
@@ -189,7 +191,7 @@ def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, sto
     mask = torch.arange(width)[None, :] >= (width - lengths)[:, None]
     ids, mask = ids.to(device), mask.to(device)
     model = IncrementalModel(lm, use_cache=use_cache)
-    logits = model.start(ids, mask, keep_prompt=True)
+    logits = model.start(ids, mask, keep_prompt=True, max_length=min(width + max_new_tokens, context))
     _score_prompts(model, rows, width, top_k, device)
     if max_new_tokens == 0:
         for r in rows:
@@ -362,3 +364,25 @@ def _generation(r: _Row, info: dict, sampler: str, top_strings: list) -> Generat
         kept=np.concatenate([np.zeros(m, np.int64), [t.kept for t in steps]]).astype(np.int64),
         finish_reason=r.finish_reason or "length", sampler=sampler, seed=r.seed,
     )
+
+
+def branch_prompt(lm, g: Generation, position: int, token_id: int) -> Encoding:
+    """The prompt that continues ``g`` with ``token_id`` in place of its token at ``position``:
+    ``g``'s ids before it exactly (never re-tokenised), then that token.
+
+    >>> g = tiny.generate("Hello", max_new_tokens=3)
+    >>> e = branch_prompt(tiny, g, len(g) - 1, 7)
+    >>> e.text_ids.tolist() == [*g.token_ids[:-1].tolist(), 7]
+    True
+    """
+    check_int("position", position, minimum=1 - int(g.bos))
+    if position >= len(g):
+        raise ValueError(f"position {position} is past the end of the {len(g)} tokens: pick a token of the text")
+    check_int("token_id", token_id, minimum=0)
+    if token_id >= lm.vocab_size:
+        raise ValueError(f"token_id {token_id} is outside the model's vocabulary of {lm.vocab_size}")
+    piece = str(lm.token_strings(np.array([token_id]))[0])
+    start = int(g.offsets[position, 0])
+    ids = np.concatenate([[lm.tokenizer.bos_token_id] if g.bos else [], g.token_ids[:position], [token_id]])
+    offsets = np.concatenate([g.offsets[:position], [[start, start + len(piece)]]]).astype(np.int64)
+    return Encoding(g.text[:start] + piece, ids.astype(np.int64), offsets, g.bos)

@@ -132,6 +132,24 @@ class LanguageModel:
                              batch_size=batch_size, progress=progress)
         return out[0] if isinstance(prompt, str) and n == 1 else out
 
+    def branch(self, g, position: int, token_id: int, *, max_new_tokens: int = 64, sampler=None,
+               seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 5,
+               use_cache: bool = True):
+        """Continue generation ``g`` from another choice: its tokens before ``position`` (ids
+        exactly), then ``token_id`` (e.g. one of ``g.top_k_ids[position]``), then up to
+        ``max_new_tokens`` new tokens. The result is a :class:`Generation` whose prompt ends
+        with the chosen token, so ``branch.total_logprob`` compares with ``g``'s directly.
+
+        >>> g = tiny.generate("Hello", max_new_tokens=4)
+        >>> b = tiny.branch(g, g.num_prompt_tokens, int(g.top_k_ids[g.num_prompt_tokens, 1]), max_new_tokens=3)
+        >>> b.token_ids[b.num_prompt_tokens - 1] == g.top_k_ids[g.num_prompt_tokens, 1], b.num_generated
+        (True, 3)
+        """
+        from ..engine.generation import branch_prompt, generate_texts
+
+        return generate_texts(self, [branch_prompt(self, g, position, token_id)], max_new_tokens=max_new_tokens,
+                              sampler=sampler, seed=seed, stop=stop, top_k=top_k, use_cache=use_cache)[0]
+
     def stream(self, prompt: str | Sequence[str], *, max_new_tokens: int = 64, sampler=None,
                seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 5,
                n: int = 1, bos: bool | None = None, use_cache: bool = True, batch_size: int = 32):

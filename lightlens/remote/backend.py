@@ -186,8 +186,8 @@ class RemoteModel:
         return out
 
     # ---- generation ------------------------------------------------------------------------
-    def generate_tokens(self, prompt: str, *, max_new_tokens: int, top_k: int = 5, stop: str | Sequence[str] | None = None,
-                        seed: int | None = None) -> GeneratedTokens:
+    def generate_tokens(self, prompt: str, *, max_new_tokens: int, top_k: int = 5,
+                        stop: str | Sequence[str] | None = None, seed: int | None = None) -> GeneratedTokens:
         """A greedy completion of ``prompt`` (temperature 0) with every generated token's logprob and
         its ``top_k`` alternatives, as the server reports them (one request). ``stop``: strings that
         end the completion (not included in it); ``seed``: passed on where the server takes one

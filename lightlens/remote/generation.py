@@ -84,7 +84,7 @@ class GeneratedTokens:
 
         >>> GeneratedTokens(["a"], [1, 2], [-1.0], [[]], "length", "a").check()
         Traceback (most recent call last):
-        lightlens.errors.RemoteResponseError: the server reported 2 ids for 1 generated tokens: the answer is inconsistent
+        lightlens.errors.RemoteResponseError: the server reported 2 ids for 1 generated tokens: ...
         """
         n = len(self.pieces)
         for name in ("ids", "logprobs", "top"):
@@ -206,8 +206,9 @@ def _llama_entry(entry: dict) -> tuple[str, int | None, float, list[Alternative]
 
 def _own_bytes(entry: dict) -> bytes | None:
     """The chosen token's own bytes (its entry among the alternatives), or None when absent."""
+    key = "id" if "id" in entry else "logprob"  # a server without ids: the same logprob
     for a in entry.get("top_logprobs") or []:
-        if ("id" in entry and a.get("id") == entry["id"]) or ("id" not in entry and a.get("logprob") == entry["logprob"]):
+        if a.get(key) == entry[key]:
             return bytes(a["bytes"]) if a.get("bytes") is not None else None
     return None
 
@@ -220,10 +221,25 @@ def _left_out(kind: str, reported: int, generated: int | str) -> RemoteResponseE
     )
 
 
-def _llama_tokens(entries: list, all_ids: list[int] | None, text: str, finish: str) -> GeneratedTokens:
-    """llama.cpp's entries, with the tokens it left out (every id from ``all_ids``) put back."""
+def _check_none_left_out(kind: str, entries: list, finish: str, generated: int | None) -> None:
+    """Without every generated id, llama.cpp's entries must be all the tokens: as many as were
+    generated (a stop string's tokens aside), and none completing a character whose first bytes
+    no entry holds."""
+    if generated is not None and finish in ("length", "eos") and generated != len(entries):
+        raise _left_out(kind, len(entries), generated)
+    for e in entries:
+        own = _own_bytes(e)
+        if own and 0x80 <= own[0] < 0xC0:  # it starts with a UTF-8 continuation byte
+            raise _left_out(kind, len(entries), "more")
+
+
+def _llama_tokens(kind: str, entries: list, all_ids: list[int] | None, text: str, finish: str,
+                  generated: int | None) -> GeneratedTokens:
+    """llama.cpp's entries, with the tokens it left out (every id from ``all_ids``) put back;
+    ``generated``: how many tokens the server says it generated."""
     parsed = [_llama_entry(e) for e in entries]
     if all_ids is None:
+        _check_none_left_out(kind, entries, finish, generated)
         pieces, ids, lps, top = (list(x) for x in zip(*parsed)) if parsed else ([], [], [], [])
         return GeneratedTokens(pieces, None if None in ids else ids, lps, top, finish, text)
     pieces, ids, lps, top, j = [], [], [], [], 0
@@ -265,7 +281,7 @@ class LlamaCpp(Generator):
             if finish == "stop" and text == "":
                 return GeneratedTokens.empty("stop")  # a stop string at once: nothing to report
             raise _no_logprobs(self.kind, "no completion_probabilities: was n_probs ignored?")
-        return _llama_tokens(entries, all_ids, text, finish)
+        return _llama_tokens(self.kind, entries, all_ids, text, finish, body.get("tokens_predicted"))
 
 
 # ---- OpenAI-compatible, vLLM ----------------------------------------------------------------------
@@ -316,13 +332,7 @@ class OpenAI(Generator):
         last = entries[-1] if entries else None
         finish = _openai_finish(reason, None if last is None else (_own_bytes(last) or bytes(last.get("bytes") or []))
                                 .decode("utf-8", "replace"))
-        if generated is not None and finish in ("length", "eos") and generated != len(entries):
-            raise _left_out(self.kind, len(entries), generated)
-        for e in entries:  # a token completing a character whose first bytes were not reported
-            own = _own_bytes(e)
-            if own and 0x80 <= own[0] < 0xC0:
-                raise _left_out(self.kind, len(entries), "more")
-        return _llama_tokens(entries, None, text, finish)
+        return _llama_tokens(self.kind, entries, None, text, finish, generated)
 
 
 class VLLM(OpenAI):

@@ -181,6 +181,50 @@ class Generation(ScoreResult):
                          f"{alternatives}")
         return "\n".join(lines)
 
+    def heatmap(self, **options):
+        """The prompt and completion coloured by a metric, with the prompt's end marked; hover a
+        generated token for its probability under the model and the sampler, the kept-set size,
+        rank, entropy and alternatives. See :func:`lightlens.viz.generation.generation_html` for
+        the options.
+
+        >>> hm = lightlens.generate("Hello", model=tiny, max_new_tokens=3).heatmap(metric="kept")
+        >>> hm._repr_html_().count("data-tip="), hm._repr_html_().count("class='ll-pe'")
+        (4, 1)
+        """
+        from ..viz.generation import generation_html
+        from ..viz.heatmap import Heatmap
+
+        return Heatmap(generation_html(self, **options))
+
+    def _repr_html_(self) -> str:
+        from ..viz.generation import generation_html
+
+        return generation_html(self)
+
+    def plot(self, kind: str = "generation", **options):
+        """Matplotlib plots of the steps: "generation" (the figure: entropy of the model's and
+        the sampler's distributions, the chosen token's probability under both and, for mirostat
+        or with ``target=``, the surprise against its target τ), or one of its panels
+        ("step_entropy", "step_prob", "surprise"); ScoreResult's kinds ("logprob", "surprisal",
+        "entropy", "perplexity", "rank") draw along the whole text.
+
+        >>> g = lightlens.generate("Hello", model=tiny, max_new_tokens=4)
+        >>> len(g.plot().axes), g.plot("logprob").get_ylabel()
+        (2, 'log-probability (nats)')
+        """
+        from ..viz import generation as views
+
+        draw = {"generation": views.plot_generation, "step_entropy": views.plot_step_entropy,
+                "step_prob": views.plot_step_prob, "surprise": views.plot_surprise}
+        if kind in draw:
+            return draw[kind](self, **options)
+        try:
+            return super().plot(kind, **options)
+        except ValueError as err:
+            if str(err).startswith("unknown plot"):
+                raise ValueError(f"{err}, {', '.join(draw)}") from None
+            raise
+
     def summary(self) -> str:
         """One line: tokens generated, finish reason, sampler, the completion's perplexity.
 

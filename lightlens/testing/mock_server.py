@@ -1,10 +1,12 @@
-"""A local stand-in for LightLLM, vLLM, OpenAI-compatible and TGI servers, with faults.
+"""A local stand-in for LightLLM, vLLM, OpenAI-compatible, TGI and llama.cpp servers, with faults.
 
 It answers on 127.0.0.1 exactly in each server's JSON format (built the way each project's
-HTTP layer builds it), from a ``scorer`` that says what the "model" thinks of a prompt. It
-serves the tests (and the client benchmark), and can misbehave on request: slow answers,
-500s, 429s with Retry-After, dropped connections, truncated or malformed JSON, a logprob
-list of the wrong length, an answer for another prompt.
+HTTP layer builds it), from a ``scorer`` that says what the "model" thinks of a prompt, and a
+``generator`` that says what it generates after a prompt (greedy, with logprobs: the answer to a
+generation request, see :mod:`lightlens.remote.generation`). It serves the tests (and the client
+benchmark), and can misbehave on request: slow answers, 500s, 429s with Retry-After, dropped
+connections, truncated or malformed JSON, a logprob list of the wrong length, an answer for
+another prompt, a generation without logprobs.
 
 >>> with MockServer("vllm", word_scorer) as server:
 ...     lightlens.score("Hi there", model=f"vllm+{server.url}").tokens
@@ -20,10 +22,11 @@ from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+from ..remote.generation import GeneratedTokens
 from ..remote.tokens import ServerTokens
 
 FAULTS = ("slow", "500", "429", "drop", "truncated", "malformed", "wrong_length", "other_prompt",
-          "no_max_tokens_0")
+          "no_max_tokens_0", "no_logprobs")
 
 
 def render(kind: str, st: ServerTokens, request: dict, model_name: str = "mock") -> dict:
@@ -58,7 +61,189 @@ def render(kind: str, st: ServerTokens, request: dict, model_name: str = "mock")
         choice = {"index": 0, "text": "".join(tokens), "finish_reason": "length",
                   "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}}
         return _completion(model_name, choice, n)
+    if kind == "llamacpp":  # llama-server ignores what asks for prompt logprobs: it generates
+        return render_generation(kind, word_generator(str(request.get("prompt")), 1), request, model_name)
     raise ValueError(f"unknown server kind {kind!r}")
+
+
+# ---- generation ------------------------------------------------------------------------------
+def generation_request(kind: str, body: dict) -> tuple[str, int, int, list[str]] | None:
+    """``(prompt, max new tokens, top-k asked, stop strings)`` when ``body`` asks ``kind``'s server
+    for a generation with logprobs rather than for prompt logprobs; else None.
+
+    >>> generation_request("tgi", {"inputs": "Hi", "parameters": {"max_new_tokens": 4, "details": True}})
+    ('Hi', 4, 0, [])
+    """
+    if kind == "llamacpp":  # /completion: llama-server only generates
+        return body.get("prompt"), body.get("n_predict", 16), body.get("n_probs", 0), _stops(body.get("stop"))
+    if kind in ("vllm", "openai"):
+        if body.get("echo") or "prompt_logprobs" in body:
+            return None
+        return body.get("prompt"), body.get("max_tokens", 16), body.get("logprobs") or 0, _stops(body.get("stop"))
+    params = body.get("parameters") or {}
+    if kind == "tgi" and params.get("details") and not params.get("decoder_input_details"):
+        return body.get("inputs"), params.get("max_new_tokens", 20), params.get("top_n_tokens") or 0, \
+            _stops(params.get("stop"))
+    if kind == "lightllm" and params.get("return_details"):
+        return body.get("inputs"), params.get("max_new_tokens", 16), 0, _stops(params.get("stop_sequences"))
+    return None
+
+
+def _stops(stop) -> list[str]:
+    return [stop] if isinstance(stop, str) else list(stop or [])
+
+
+def render_generation(kind: str, g: GeneratedTokens, request: dict, model_name: str = "mock", *,
+                      fault: str | None = None) -> dict:
+    """``g`` as ``kind``'s server answers a generation request (``request``, asking for top-k
+    alternatives as that server spells it); the end-of-sequence token, when ``g`` ends with one, is
+    sent the way each server sends it. ``fault="no_logprobs"``: the answer of a server that
+    ignored the request for logprobs.
+
+    >>> g = word_generator("Hi", 2)
+    >>> render_generation("tgi", g, {"parameters": {"details": True, "top_n_tokens": 1}})["details"]["top_tokens"][1]
+    [{'id': 37720, 'text': ' cat', 'logprob': -0.2, 'special': False}]
+    """
+    _, _, k, _ = generation_request(kind, request) or (None, 0, 0, [])
+    n, eos = len(g), g.finish_reason == "eos"
+    special = [eos and i == n - 1 for i in range(n)]
+    no_lp = fault == "no_logprobs"
+    if kind == "llamacpp":
+        def entry(piece, tid, lp):
+            return {"id": tid, "token": piece, "bytes": list(piece.encode("utf-8")), "logprob": lp}
+
+        body = {"index": 0, "content": g.text, "tokens": list(g.ids) if request.get("return_tokens") else [],
+                "id_slot": 0, "stop": True, "model": model_name, "tokens_predicted": n,
+                "stop_type": {"length": "limit", "eos": "eos", "stop": "word"}[g.finish_reason]}
+        if k and n and not no_lp:
+            body["completion_probabilities"] = [
+                {**entry(g.pieces[i], g.ids[i], g.logprobs[i]), "top_logprobs": [entry(*a) for a in g.top[i][:k]]}
+                for i in range(n)]
+        return body
+    if kind in ("vllm", "openai"):
+        offsets = [len(str(request.get("prompt"))) + sum(len(p) for p in g.pieces[:i]) for i in range(n)]
+        tops = []
+        for i in range(n):  # vLLM: the chosen token besides the top k (one entry per id)
+            alts = {tid: (p, lp) for p, tid, lp in g.top[i][:k]}
+            if kind == "vllm":
+                alts.setdefault(g.ids[i], (g.pieces[i], g.logprobs[i]))
+            tops.append({p: lp for p, lp in sorted(alts.values(), key=lambda a: -a[1])})
+        logprobs = None if no_lp or not (k or kind == "vllm") else {
+            "text_offset": offsets, "token_logprobs": list(g.logprobs), "tokens": list(g.pieces), "top_logprobs": tops}
+        choice = {"index": 0, "text": g.text, "logprobs": logprobs,
+                  "finish_reason": "length" if g.finish_reason == "length" else "stop"}
+        if kind == "vllm":
+            stops = _stops(request.get("stop"))
+            choice.update({"stop_reason": next((s for s in stops if g.finish_reason == "stop"), None),
+                           "token_ids": list(g.ids) if request.get("return_token_ids") else None,
+                           "prompt_logprobs": None, "prompt_token_ids": None})
+        body = _completion(model_name, choice, 0)
+        body["usage"].update(completion_tokens=n, total_tokens=n)
+        return body
+    if kind == "tgi":
+        tokens = [{"id": g.ids[i], "text": "</s>" if special[i] else g.pieces[i], "logprob": g.logprobs[i],
+                   "special": special[i]} for i in range(n)]
+        details = {"finish_reason": {"length": "length", "eos": "eos_token", "stop": "stop_sequence"}[g.finish_reason],
+                   "generated_tokens": n, "seed": None, "prefill": [], "tokens": tokens}
+        if k:
+            details["top_tokens"] = [[{"id": tid, "text": p, "logprob": lp, "special": False}
+                                      for p, tid, lp in g.top[i][:k]] for i in range(n)]
+        return {"generated_text": g.text, **({} if no_lp else {"details": details})}
+    if kind == "lightllm":
+        body = {"generated_text": [g.text], "count_output_tokens": n,
+                "finish_reason": "length" if g.finish_reason == "length" else "stop", "prompt_tokens": 0}
+        if not no_lp:
+            body["tokens"] = [{"id": g.ids[i], "logprob": g.logprobs[i], "special": special[i],
+                               "count_output_tokens": i + 1, "prompt_tokens": 0, "text": g.pieces[i]} for i in range(n)]
+        return body
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
+def with_stop(g: GeneratedTokens, stops) -> GeneratedTokens:
+    """``g`` cut before the first stop string in its text (the tokens wholly before it kept),
+    as a server stops at a stop string; unchanged when none occurs.
+
+    >>> with_stop(word_generator("Hi", 5), [" on"]).pieces
+    [' the', ' cat', ' sat']
+    """
+    hits = [g.text.find(s) for s in stops if s in g.text]
+    if not hits:
+        return g
+    cut, keep, end = min(hits), 0, 0
+    while keep < len(g) and end + len(g.pieces[keep]) <= cut:
+        end += len(g.pieces[keep])
+        keep += 1
+    return GeneratedTokens(g.pieces[:keep], None if g.ids is None else g.ids[:keep], g.logprobs[:keep], g.top[:keep],
+                           "stop", g.text[:cut])
+
+
+WORDS = [" the", " cat", " sat", " on", " the", " mat", "."]
+
+
+def word_generator(prompt: str, max_new_tokens: int, stop=()) -> GeneratedTokens:
+    """An instant stand-in model's greedy completion: the same seven words after any prompt, then
+    its end token (id 0, no text); the i-th token's logprob is −0.1·(i+1), its alternatives are
+    ``" w1"``, ``" w2"``, … one nat apart (top-k up to 64).
+
+    >>> g = word_generator("Hi", 9)
+    >>> g.text, g.finish_reason, len(g), g.top[0][:2]
+    (' the cat sat on the mat.', 'eos', 8, [(' the', 17750, -0.1), (' w1', 1, -1.1)])
+    """
+    pieces, ids, logprobs, top = [], [], [], []
+    for i in range(min(max_new_tokens, len(WORDS) + 1)):
+        piece = WORDS[i] if i < len(WORDS) else ""
+        lp = round(-0.1 * (i + 1), 6)
+        pieces.append(piece), ids.append(_word_id(piece) if piece else 0), logprobs.append(lp)
+        top.append([(piece, ids[-1], lp)] + [(f" w{j}", j, round(lp - j, 6)) for j in range(1, 64)])
+    finish = "eos" if max_new_tokens > len(WORDS) else "length"
+    return with_stop(GeneratedTokens(pieces, ids, logprobs, top, finish, "".join(pieces)), stop)
+
+
+def generator_from_model(lm, *, top_k: int = 8):
+    """What a server running ``lm`` generates greedily after a prompt (tokenized with the
+    tokenizer's special tokens, as servers do), with each token's float32 logprob and top-k; it
+    stops at the tokenizer's end token. Pieces are decoded in the prompt's context, a token that
+    ends inside a character holding back its bytes (vLLM's incremental detokenizer).
+
+    >>> g = generator_from_model(tiny)("Hello", 3)
+    >>> len(g), g.finish_reason, len(g.top[0])
+    (3, 'length', 8)
+    """
+    import torch
+
+    def generate(prompt: str, max_new_tokens: int, stop=()) -> GeneratedTokens:
+        tok = lm.tokenizer
+        prompt_ids = tok(prompt)["input_ids"]
+        ids, logprobs, top, finish = [], [], [], "length"
+        for _ in range(max_new_tokens):
+            with torch.no_grad():
+                logits = lm.model(torch.tensor([prompt_ids + ids], device=lm.device)).logits[0, -1].float()
+            values, order = torch.log_softmax(logits, -1).topk(min(top_k, logits.numel()))
+            ids.append(int(order[0]))
+            logprobs.append(float(values[0]))
+            top.append([(tok.decode([int(i)]), int(i), float(v)) for v, i in zip(values, order)])
+            if ids[-1] == tok.eos_token_id:
+                finish = "eos"
+                break
+        pieces = _pieces(tok, prompt_ids, ids)
+        return with_stop(GeneratedTokens(pieces, ids, logprobs, top, finish, "".join(pieces)), stop)
+
+    return generate
+
+
+def _pieces(tok, prompt_ids: list[int], ids: list[int]) -> list[str]:
+    """Each generated token's text in context; an unfinished character waits for the token
+    that completes it; the end token adds nothing."""
+    base = tok.decode(prompt_ids)
+    pieces, said = [], ""
+    for i in range(len(ids)):
+        text = tok.decode(prompt_ids + [t for t in ids[: i + 1] if t != tok.eos_token_id])[len(base):]
+        if text.endswith("\ufffd") and i < len(ids) - 1:
+            pieces.append("")
+            continue
+        pieces.append(text[len(said):])
+        said = text
+    return pieces
 
 
 def bad_request(message: str) -> dict:
@@ -115,6 +300,8 @@ def corrupt(st: ServerTokens, fault: str, scorer: Callable[[str], ServerTokens])
 class MockServer:
     """A threaded HTTP server answering as ``kind`` would; ``faults`` are used one per request.
 
+    ``scorer`` answers requests for prompt logprobs, ``generator`` (``(prompt, max_new_tokens,
+    stop) -> GeneratedTokens``; default :func:`word_generator`) generation requests.
     ``always`` makes one fault permanent; ``delay`` seconds pass before every answer.
     ``requests`` records what arrived (body, headers); ``max_in_flight`` the most requests
     handled at once.
@@ -127,11 +314,13 @@ class MockServer:
 
     def __init__(self, kind: str, scorer: Callable[[str], ServerTokens], *, faults=(), always: str | None = None,
                  slow_seconds: float = 2.0, retry_after: str = "0.05", delay: float = 0.0,
-                 model_name: str = "mock", quiet: bool = True):
+                 model_name: str = "mock", quiet: bool = True,
+                 generator: Callable[..., GeneratedTokens] | None = None):
         for f in (*faults, *([always] if always else [])):
             if f not in FAULTS:
                 raise ValueError(f"unknown fault {f!r}: choose from {FAULTS}")
         self.kind, self.scorer, self.model_name = kind, scorer, model_name
+        self.generator = generator or word_generator
         self.faults, self.always, self.slow_seconds = deque(faults), always, slow_seconds
         self.retry_after, self.delay = retry_after, delay
         self.requests: list[tuple[dict, dict]] = []
@@ -156,6 +345,11 @@ class MockServer:
         problem = prompt_problem(text)
         if problem:
             return 400, bad_request(problem)
+        asked = generation_request(self.kind, body)
+        if asked is not None:
+            prompt, max_new_tokens, _, stop = asked
+            g = self.generator(prompt, max_new_tokens, stop)
+            return 200, render_generation(self.kind, g, body, self.model_name, fault=fault)
         st = self.scorer(text)
         if fault in ("wrong_length", "other_prompt"):
             st = corrupt(st, fault, self.scorer)
@@ -282,10 +476,16 @@ def word_scorer(text: str) -> ServerTokens:
     ['Hello', ' big', ' world']
     """
     import re
-    import zlib
 
     words = re.findall(r"\s*\S+|\s+", text)
-    ids = [zlib.crc32(w.encode("utf-8")) % 50_000 for w in words]  # the same in every process
+    ids = [_word_id(w) for w in words]
     top = [[(7, " the", -0.5), (8, ",", -1.5)] for _ in words]
     return ServerTokens([None] + [-1.0] * (len(words) - 1), ids=ids, pieces=words,
                         ranks=[None] + [2] * (len(words) - 1), top=top)
+
+
+def _word_id(word: str) -> int:
+    """A word's token id in the stand-in models: the same in every process."""
+    import zlib
+
+    return zlib.crc32(word.encode("utf-8")) % 50_000

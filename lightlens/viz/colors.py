@@ -16,7 +16,8 @@ GLTR_BUCKETS = ((10, "top 10", "#b7e4a7"), (100, "top 100", "#ffe680"),
 class Metric:
     """How to read one metric off a result and scale it to [0, 1] for a colour map.
 
-    ``merge`` combines the values of a split character's byte-pieces (see :func:`character_values`).
+    ``merge`` combines the values of a split character's byte-pieces (see :func:`character_values`);
+    ``read``, when given, reads the values off a result (a metric only some results have).
     """
 
     name: str
@@ -25,9 +26,12 @@ class Metric:
     vmax: float
     cmap: str
     merge: Callable[[np.ndarray], float] = np.sum
+    read: Callable[[object], np.ndarray] | None = None
 
     def values(self, r) -> np.ndarray:
         """The metric's value per token (NaN where the token was not scored)."""
+        if self.read is not None:
+            return np.asarray(self.read(r), np.float64)
         if self.name == "logprob":
             return r.logprobs.astype(np.float64)
         if self.name == "prob":

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .colors import (
-    GLTR_BUCKETS, character_values, entropy_text, get_metric, gradient_css, piece_starts, rank_colors, rank_text, to_hex,
+    GLTR_BUCKETS, Metric, character_values, entropy_text, get_metric, gradient_css, piece_starts, rank_colors,
+    rank_text, to_hex,
 )
 
 MAX_TOKENS = 20_000
@@ -42,6 +43,8 @@ CSS = """<style>
 .ll-na{background:#e5e7eb}
 .ll-hi{outline:2px solid #dc2626;outline-offset:-1px}
 .ll-ws{color:#9ca3af}
+.ll-pe::before{content:attr(data-label);font:10px/1.3 system-ui,sans-serif;font-style:normal;color:#f9fafb;
+  background:#111827;padding:1px 5px;border-radius:0 3px 3px 0;vertical-align:1px;white-space:nowrap}
 </style>"""
 
 
@@ -77,28 +80,49 @@ def _visible(text: str) -> str:
     return out.replace("\n", "<span class='ll-ws'>↵</span>\n")
 
 
-def _tip(r, first: int, i: int, top: int) -> str:
+def _tip(r, first: int, i: int, top: int, extra: tuple[str, ...] = ()) -> str:
     """Tooltip text of token i (with ``first..i-1``, the byte-pieces of a character it completes):
-    the token, its numbers, every piece, and the top alternatives where the token starts."""
+    the token, its numbers, every piece, ``extra`` lines, and the top alternatives where the
+    token starts."""
     pieces = range(first, i + 1)
     scored = [j for j in pieces if r.scored[j]]
     ids = f"id {int(r.token_ids[i])}" if first == i else f"{len(pieces)} byte-pieces"
-    lines = [f"token  {r.tokens[i]!r}   {ids}"]
     if not r.scored[i]:
-        lines.append("not scored (no context before it)")
-        return _escape_tip(lines)
+        return _escape_tip([f"token  {r.tokens[i]!r}   {ids}", "not scored (no context before it)", *extra])
     lp = float(np.sum(r.logprobs[scored], dtype=np.float64))
-    lines.append(f"logprob {lp:.3f}   p {math.exp(lp):.4f}   {-lp / math.log(2):.2f} bits")
-    if first == i:
-        lines.append(f"rank {rank_text(r.ranks[i])}   entropy {entropy_text(r.entropy[i], ' nats')}")
-    else:
-        lines += [_piece(r, j) for j in pieces]
+    detail = [rank_entropy(r.ranks[i], r.entropy[i])] if first == i else [_piece(r, j) for j in pieces]
     k = min(top, r.top_k_ids.shape[1])
-    if k:
+    alternatives = zip(r.top_k_tokens[scored[0]][:k], r.top_k_logprobs[scored[0]][:k])
+    return token_tip(r.tokens[i], ids, lp, detail + list(extra), alternatives)
+
+
+def token_tip(token: str, ident: str, logprob: float, detail: list[str], alternatives) -> str:
+    """A scored token's tooltip (escaped for an attribute): the token, its log-probability,
+    probability and bits, the ``detail`` lines, then the (token, logprob) ``alternatives``.
+
+    >>> print(html.unescape(token_tip(" cat", "id 7", -1.0, ["rank 2"], [(" dog", -0.5)])))
+    token  ' cat'   id 7
+    logprob -1.000   p 0.3679   1.44 bits
+    rank 2
+    top alternatives:
+      ' dog'            0.6065
+    """
+    lines = [f"token  {token!r}   {ident}", f"logprob {logprob:.3f}   p {math.exp(logprob):.4f}   "
+             f"{-logprob / math.log(2):.2f} bits", *detail]
+    alternatives = list(alternatives)
+    if alternatives:
         lines.append("top alternatives:")
-        for tok, alp in zip(r.top_k_tokens[scored[0]][:k], r.top_k_logprobs[scored[0]][:k]):
-            lines.append(f"  {tok!r:<16} {math.exp(float(alp)):7.4f}")
+        lines += [f"  {tok!r:<16} {math.exp(float(alp)):7.4f}" for tok, alp in alternatives]
     return _escape_tip(lines)
+
+
+def rank_entropy(rank, entropy) -> str:
+    """The tooltip line with a token's rank and the entropy of its prediction.
+
+    >>> rank_entropy(3, 1.5)
+    'rank 3   entropy 1.500 nats'
+    """
+    return f"rank {rank_text(rank)}   entropy {entropy_text(entropy, ' nats')}"
 
 
 def _piece(r, j: int) -> str:
@@ -113,13 +137,98 @@ def _escape_tip(lines: list[str]) -> str:
     return html.escape("\n".join(lines), quote=True).replace("\n", "&#10;")
 
 
-def _legend(metric, vmin: float, vmax: float, cmap: str) -> str:
-    if metric.name == "rank":
-        return "rank " + "".join(f"<span class='ll-sw' style='background:{c}'></span>{label}"
-                                 for _, label, c in GLTR_BUCKETS)
-    return (f"{html.escape(metric.label)} <span>{vmin:g}</span>"
-            f"<span class='ll-bar' style='background:{gradient_css(vmin, vmax, cmap)}'></span>"
-            f"<span>{vmax:g}</span>")
+@dataclass(frozen=True)
+class Colouring:
+    """A metric's value and colour for every token of a result ("" where unknown), and its scale.
+
+    >>> c = colouring(result, "prob")
+    >>> len(c.colors) == len(result), c.lo, c.hi
+    (True, 0.0, 1.0)
+    """
+
+    metric: Metric
+    cmap: str
+    lo: float
+    hi: float
+    values: np.ndarray
+    colors: list[str]
+
+    def legend(self) -> str:
+        """The scale as HTML: a gradient bar between its ends, or GLTR's rank buckets."""
+        if self.metric.name == "rank":
+            return "rank " + "".join(f"<span class='ll-sw' style='background:{c}'></span>{label}"
+                                     for _, label, c in GLTR_BUCKETS)
+        return (f"{html.escape(self.metric.label)} <span>{self.lo:g}</span>"
+                f"<span class='ll-bar' style='background:{gradient_css(self.lo, self.hi, self.cmap)}'></span>"
+                f"<span>{self.hi:g}</span>")
+
+
+def colouring(r, metric: str | Metric = "logprob", cmap: str | None = None, vmin: float | None = None,
+              vmax: float | None = None) -> Colouring:
+    """Colour every token of ``r`` by ``metric`` (a name from :data:`METRICS` or a :class:`Metric`)
+    on the scale [vmin, vmax] (default: the metric's) with ``cmap`` (default: the metric's)."""
+    m = metric if isinstance(metric, Metric) else get_metric(metric)
+    cmap = cmap or m.cmap
+    lo, hi = (m.vmin if vmin is None else vmin), (m.vmax if vmax is None else vmax)
+    values = character_values(m, r)
+    colors = rank_colors(values) if m.name == "rank" else to_hex(values, lo, hi, cmap)
+    known = r.scored & ~np.isnan(values)  # a server may not report entropy or rank
+    return Colouring(m, cmap, lo, hi, values, [c if k else "" for c, k in zip(colors, known)])
+
+
+def span_html(text: str, tip: str, *, cls: str = "ll-t", background: str = "", style: str = "") -> str:
+    """One token on screen: its escaped text, its background and its tooltip (already escaped).
+
+    >>> span_html("<b>", "p 0.5", background="#ffffff")
+    "<span class='ll-t' style='background:#ffffff' data-tip='p 0.5'>&lt;b&gt;</span>"
+    """
+    css = (f"background:{background};" if background else "") + style
+    css = f" style='{css.rstrip(';')}'" if css else ""
+    return f"<span class='{cls}'{css} data-tip='{tip}'>{_visible(text)}</span>"
+
+
+def token_spans(r, colours: Colouring, *, threshold: float | None = None, top: int = 5, start: int = 0,
+                max_tokens: int = MAX_TOKENS, tip=None, look=None) -> list[tuple[int, str]]:
+    """``(index, span)`` of each token shown, from ``start`` for at most ``max_tokens`` tokens; a
+    byte-piece of a character that a later token completes has no span of its own (the token that
+    completes it shows the character).
+
+    Args:
+        r: the result.
+        colours: from :func:`colouring`.
+        threshold: outline tokens more surprising than this many bits.
+        top: alternatives listed in a tooltip.
+        start: the first token shown.
+        max_tokens: at most this many tokens.
+        tip: ``tip(first, i) -> str``, the escaped tooltip of token ``i`` whose character starts
+            at piece ``first`` (default: the scored token's numbers and alternatives).
+        look: ``look(i) -> (extra classes, extra inline CSS)`` of token ``i``.
+
+    >>> [i for i, _ in token_spans(result, colouring(result), start=2, max_tokens=2)]
+    [2, 3]
+    """
+    tip = tip or (lambda first, i: _tip(r, first, i, top))
+    bits = character_values(get_metric("surprisal"), r)
+    surprising = bits >= threshold if threshold is not None else np.zeros(len(r), bool)
+    out = []
+    for i, first in zip(range(start, min(len(r), start + max_tokens)), piece_starts(r.tokens)[start:]):
+        if not r.tokens[i]:
+            continue
+        cls, style = look(i) if look else ("", "")
+        cls = "ll-t" + ("" if r.scored[i] else " ll-na") + (" ll-hi" if r.scored[i] and surprising[i] else "") + cls
+        out.append((i, span_html(r.tokens[i], tip(first, i), cls=cls, background=colours.colors[i], style=style)))
+    return out
+
+
+def card_html(head: list[str], body: str, *, shown: int, total: int, max_tokens: int) -> str:
+    """The heatmap's card: a header of ``head`` items, then the text box with ``body`` (it scrolls
+    when more than :data:`SCROLL_AFTER` tokens are shown), then a note of the tokens left out."""
+    more = (f"<div class='ll-head'>… {total - shown} more tokens not shown (max_tokens={max_tokens})</div>"
+            if shown < total else "")
+    items = "".join(f"<span>{item}</span>" for item in head)
+    # Only long texts scroll: a scroll box would clip the hover details of short ones.
+    box = "ll-text ll-scroll" if shown > SCROLL_AFTER else "ll-text"
+    return f"{CSS}<div class='ll-card'><div class='ll-head'>{items}</div><div class='{box}'>{body}</div>{more}</div>"
 
 
 def heatmap_html(
@@ -142,31 +251,11 @@ def heatmap_html(
     >>> "<script" in html, "Hello" in html
     (False, True)
     """
-    m = get_metric(metric)
-    cmap = cmap or m.cmap
-    lo, hi = (m.vmin if vmin is None else vmin), (m.vmax if vmax is None else vmax)
-    values = character_values(m, r)
-    colors = rank_colors(values) if m.name == "rank" else to_hex(values, lo, hi, cmap)
-    bits = character_values(get_metric("surprisal"), r)
-    surprising = bits >= threshold if threshold is not None else np.zeros(len(r), bool)
-    n = min(len(r), max_tokens)
-    spans = []
-    for i, first in zip(range(n), piece_starts(r.tokens)):
-        if not r.tokens[i]:
-            continue  # a byte-piece of a character that a later token completes
-        scored = not math.isnan(r.logprobs[i])
-        cls = "ll-t" + ("" if scored else " ll-na") + (" ll-hi" if scored and surprising[i] else "")
-        known = scored and not math.isnan(values[i])  # a server may not report entropy or rank
-        style = f" style='background:{colors[i]}'" if known else ""
-        spans.append(f"<span class='{cls}'{style} data-tip='{_tip(r, first, i, top)}'>{_visible(r.tokens[i])}</span>")
-    more = f"<div class='ll-head'>… {len(r) - n} more tokens not shown (max_tokens={max_tokens})</div>" if n < len(r) else ""
-    head = (
-        f"<div class='ll-head'><span><b>{html.escape(str(r.model.get('name', '?')))}</b></span>"
-        f"<span>perplexity <b>{r.perplexity:.3f}</b></span><span>bits/byte <b>{r.bits_per_byte:.3f}</b></span>"
-        f"<span>{r.num_scored}/{len(r)} tokens scored</span><span>{_legend(m, lo, hi, cmap)}</span>"
-        + (f"<span>({m.name} not reported by this backend)</span>" if r.num_scored and np.isnan(values).all() else "")
-        + "</div>"
-    )
-    # Only long texts scroll: a scroll box would clip the hover details of short ones.
-    box = "ll-text ll-scroll" if n > SCROLL_AFTER else "ll-text"
-    return f"{CSS}<div class='ll-card'>{head}<div class='{box}'>{''.join(spans)}</div>{more}</div>"
+    c = colouring(r, metric, cmap, vmin, vmax)
+    spans = token_spans(r, c, threshold=threshold, top=top, max_tokens=max_tokens)
+    head = [f"<b>{html.escape(str(r.model.get('name', '?')))}</b>", f"perplexity <b>{r.perplexity:.3f}</b>",
+            f"bits/byte <b>{r.bits_per_byte:.3f}</b>", f"{r.num_scored}/{len(r)} tokens scored", c.legend()]
+    if r.num_scored and np.isnan(c.values).all():
+        head.append(f"({c.metric.name} not reported by this backend)")
+    return card_html(head, "".join(s for _, s in spans), shown=min(len(r), max_tokens), total=len(r),
+                     max_tokens=max_tokens)

@@ -22,11 +22,11 @@ def _axes(ax, figsize=(10, 3)):
     return plt.subplots(figsize=figsize, layout="constrained")[1]
 
 
-def _label_tokens(ax, r) -> None:
+def _label_tokens(ax, tokens: list[str]) -> None:
     """Token labels on the x axis when they fit."""
-    if len(r) <= MAX_LABELS:
-        ax.set_xticks(range(len(r)))
-        ax.set_xticklabels([t.replace("\n", "↵") or "·" for t in r.tokens], rotation=70, fontsize=8, **PLAIN)
+    if len(tokens) <= MAX_LABELS:
+        ax.set_xticks(range(len(tokens)))
+        ax.set_xticklabels([t.replace("\n", "↵") or "·" for t in tokens], rotation=70, fontsize=8, **PLAIN)
     else:
         ax.set_xlabel("token index")
 
@@ -50,7 +50,7 @@ def plot_logprobs(r, *, ax=None, surprisal: bool = False):
     ax.set_ylabel("surprisal (bits)" if surprisal else "log-probability (nats)")
     ax.set_title(f"{r.model.get('name', '')}: perplexity {r.perplexity:.2f}", fontsize=10, **PLAIN)
     ax.grid(alpha=0.3)
-    _label_tokens(ax, r)
+    _label_tokens(ax, r.tokens)
     return ax
 
 
@@ -71,7 +71,7 @@ def plot_entropy(r, *, ax=None):
     ax.set_ylabel("bits")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
-    _label_tokens(ax, r)
+    _label_tokens(ax, r.tokens)
     return ax
 
 
@@ -170,5 +170,5 @@ def plot_comparison(a, b, *, ax=None):
     ax.set_ylabel("log-probability (nats)")
     _legend(ax)
     ax.grid(alpha=0.3)
-    _label_tokens(ax, a)
+    _label_tokens(ax, a.tokens)
     return ax
