@@ -260,3 +260,27 @@ def test_mirostat_holds_its_target(smollm2, tau):
     g = smollm2.generate("The history of the city begins", max_new_tokens=256, sampler=sampler, seed=0)
     assert g.num_generated == 256
     assert abs(g.surprise_bits.mean() - tau) < 0.1 * tau
+
+
+def test_cli_generate_prints_each_token_and_json(gpt2_dir):
+    import json
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "lightlens", "generate", *args, "--model", str(gpt2_dir)],
+                              capture_output=True, text=True, timeout=300)
+
+    out = run("Hello world", "--max-new-tokens", "5", "--temperature", "0.8", "--top-p", "0.9", "--seed", "1",
+              "--json")
+    assert out.returncode == 0, out.stderr
+    g = Generation.from_dict(json.loads(out.stdout))
+    want = lightlens.generate("Hello world", model=gpt2_dir, max_new_tokens=5, seed=1,
+                              sampler=sampling.Sampler.from_options(temperature=0.8, top_p=0.9))
+    assert g.token_ids.tolist() == want.token_ids.tolist() and g.seed == 1 and "top_p(0.9)" in g.sampler
+    table = run("Hello world", "--max-new-tokens", "4")
+    assert table.returncode == 0, table.stderr
+    assert "sampled" in table.stdout and "4 tokens generated (length) by greedy" in table.stdout
+    assert len([line for line in table.stdout.splitlines() if line[:5].strip().isdigit()]) == 4
+    bad = run("Hello", "--top-p", "1.5")
+    assert bad.returncode == 1 and "top_p must be in (0, 1]" in bad.stderr and len(bad.stderr.splitlines()) == 1
