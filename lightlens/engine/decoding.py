@@ -32,6 +32,7 @@ class IncrementalModel:
         self.ids: torch.Tensor | None = None  # the whole batch so far (used without a cache)
         self.prompt_out: torch.Tensor | None = None  # hidden states or logits of the prompt
 
+    @torch.inference_mode()
     def start(self, ids: torch.Tensor, mask: torch.Tensor, *, keep_prompt: bool = False,
               max_length: int | None = None) -> torch.Tensor:
         """Run the prompts ``ids`` [B, L] (``mask`` [B, L] bool, left padding); float32 logits
@@ -46,6 +47,7 @@ class IncrementalModel:
             self.prompt_out = out
         return self._logits(out[:, -1])
 
+    @torch.inference_mode()
     def extend(self, new: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Append ``new`` [B] (one token per row); ``mask`` [B, L + 1] covers the whole batch
         now. Float32 logits [B, V] of each row's next token."""
@@ -57,6 +59,7 @@ class IncrementalModel:
             out = self._forward(self.ids, mask, positions(mask))
         return self._logits(out[:, -1])
 
+    @torch.inference_mode()
     def prompt_stats(self, rows_b: torch.Tensor, rows_t: torch.Tensor, targets: torch.Tensor,
                      top_k: int) -> TokenStats:
         """Token statistics of the prompt positions ``(rows_b, rows_t)`` predicting ``targets``,
@@ -66,7 +69,6 @@ class IncrementalModel:
             return self.head.stats(out, targets.to(out.device), top_k)
         return token_stats(out, targets.to(out.device), top_k)
 
-    @torch.inference_mode()
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, *,
                  everything: bool = False) -> torch.Tensor:
         """Hidden states [B, l, D] (with a head) or logits [B, l, V] of the fed columns; only the

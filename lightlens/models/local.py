@@ -142,7 +142,7 @@ class LanguageModel:
 
         >>> g = tiny.generate("Hello", max_new_tokens=4)
         >>> b = tiny.branch(g, g.num_prompt_tokens, int(g.top_k_ids[g.num_prompt_tokens, 1]), max_new_tokens=3)
-        >>> b.token_ids[b.num_prompt_tokens - 1] == g.top_k_ids[g.num_prompt_tokens, 1], b.num_generated
+        >>> bool(b.token_ids[b.num_prompt_tokens - 1] == g.top_k_ids[g.num_prompt_tokens, 1]), b.num_generated
         (True, 3)
         """
         from ..engine.generation import branch_prompt, generate_texts
