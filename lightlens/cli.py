@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mirostat-eta", type=float, default=0.1, help="mirostat's learning rate (default 0.1)")
     g.add_argument("--alternatives", type=int, default=3,
                    help="raw top alternatives listed per token (default 3; --top-k is the sampler's)")
-    g.add_argument("--model", "-m", help="hub id, model folder or .gguf file (default: see below)")
+    g.add_argument("--model", "-m", help="hub id, model folder, .gguf file or KIND+URL server (greedy only; "
+                   "default: see below)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     g.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--bos", choices=BOS, default="auto",
@@ -382,7 +383,7 @@ def _divergence(args):
 def _generate(args):
     import lightlens
     from .models.scorer import get_model
-    from .remote import is_remote
+    from .remote import connect, is_remote
     from .sampling import Sampler, mirostat_v2
 
     if (args.prompt is None) == (args.file is None):
@@ -392,14 +393,14 @@ def _generate(args):
     sampler = Sampler.from_options(**options) if options else None
     if args.mirostat is not None:
         sampler = (sampler or Sampler()) | Sampler(mirostat_v2(args.mirostat, args.mirostat_eta))
-    if is_remote(args.model):
-        raise ValueError("generate runs the model in this process: name a local model (servers: use "
-                         "lightlens.generate(prompt, model='KIND+URL') from Python)")
+    if is_remote(args.model) and (args.device or args.dtype):
+        raise ValueError("--device and --dtype cannot apply to a server (it runs the model its own way)")
     if args.prompt is not None:
         prompt = decode_utf8(args.prompt.encode("utf-8", "surrogateescape"), "the prompt argument")
     else:
         prompt = decode_utf8(sys.stdin.buffer.read(), "stdin") if args.file == "-" else read_text(args.file)
-    model = get_model(args.model, device=args.device, dtype=args.dtype)
+    model = connect(args.model) if is_remote(args.model) else get_model(args.model, device=args.device,
+                                                                         dtype=args.dtype)
     g = lightlens.generate(prompt, model=model, max_new_tokens=args.max_new_tokens, sampler=sampler,
                            seed=args.seed, stop=args.stop, top_k=args.alternatives, bos=BOS[args.bos])
     if args.json:

@@ -86,3 +86,18 @@ def check_window_options(max_length, stride) -> tuple[int | None, int | None]:
     """
     return (check_int("max_length", max_length, minimum=2, none=True),
             check_int("stride", stride, minimum=1, none=True))
+
+
+def check_stop(stop) -> tuple[str, ...]:
+    """Stop strings as a tuple: None, one string or a list of non-empty strings.
+
+    >>> check_stop("\\n"), check_stop(None)
+    (('\\n',), ())
+    >>> check_stop([".", ""])
+    Traceback (most recent call last):
+    ValueError: stop strings must be non-empty strings (an empty one would stop at once), got ['.', '']
+    """
+    stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
+    if not all(isinstance(s, str) and s for s in stops):
+        raise ValueError(f"stop strings must be non-empty strings (an empty one would stop at once), got {stop!r}")
+    return stops

@@ -186,7 +186,7 @@ def test_zero_new_tokens_scores_the_prompt(tiny_gpt2):
 
 @pytest.mark.parametrize("options, message", [
     (dict(max_new_tokens=-1), "max_new_tokens"),
-    (dict(stop=[""]), "stop string is empty"),
+    (dict(stop=[""]), "stop strings must be non-empty"),
     (dict(sampler="hot"), "sampler must be"),
     (dict(n=0), "n must be"),
     (dict(top_k=65), "top_k"),
@@ -284,3 +284,30 @@ def test_cli_generate_prints_each_token_and_json(gpt2_dir):
     assert len([line for line in table.stdout.splitlines() if line[:5].strip().isdigit()]) == 4
     bad = run("Hello", "--top-p", "1.5")
     assert bad.returncode == 1 and "top_p must be in (0, 1]" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["vllm", "tgi", "openai", "llamacpp"])
+def test_server_generation_is_a_generation(kind, tmp_path):
+    from lightlens.remote import RemoteModel
+    from lightlens.testing import MockServer
+    from lightlens.testing.mock_server import word_scorer
+
+    with MockServer(kind, word_scorer) as server:
+        m = RemoteModel(kind, server.url, model_name="mock")
+        g = lightlens.generate("The cat sat on the mat.", model=f"{kind}+{server.url}?model=mock", max_new_tokens=4,
+                               top_k=2)
+        tokens = m.generate_tokens("The cat sat on the mat.", max_new_tokens=4, top_k=2)
+        with pytest.raises(ValueError, match="sampler runs in this process"):
+            m.generate("Hi", sampler=sampling.Sampler.from_options(temperature=0.5))
+        with pytest.raises(ValueError, match="n must be"):
+            m.generate("Hi", n=2)
+    assert isinstance(g, Generation) and g.sampler == "greedy (server)"
+    assert g.completion == tokens.text and g.text == "The cat sat on the mat." + tokens.text
+    assert g.tokens[g.num_prompt_tokens:] == tokens.pieces and "".join(g.tokens) == g.text
+    np.testing.assert_allclose(g.logprobs[g.generated], tokens.logprobs)
+    assert (g.ranks[g.generated] == 1).all()  # greedy: each token heads the server's top-k
+    if kind == "llamacpp":  # no prompt logprobs from llama-server: the prompt is one unscored piece
+        assert g.num_prompt_tokens == 1 and np.isnan(g.logprobs[0])
+    else:
+        assert g.num_prompt_tokens == 6 and np.isfinite(g.logprobs[1:6]).all()
+    assert Generation.load(g.save(tmp_path / "g.json")).completion == g.completion

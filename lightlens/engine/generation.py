@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..kernels import token_stats
-from ..options import check_int, check_top_k
+from ..options import check_int, check_stop, check_top_k
 from ..results.generation import Generation, GeneratedToken
 from ..sampling import Sampler, SamplerState
 from ..text.tokens import Encoding, encode_many
@@ -35,14 +35,7 @@ def check_generation_options(*, max_new_tokens, top_k, n, seed, stop, sampler) -
     check_top_k(top_k)
     check_int("n", n, minimum=1)
     check_int("seed", seed, minimum=0, none=True)
-    if stop is None:
-        stops: tuple[str, ...] = ()
-    else:
-        stops = (stop,) if isinstance(stop, str) else tuple(stop)
-        if not all(isinstance(s, str) for s in stops):
-            raise TypeError("stop must be a str or a list of str")
-        if any(s == "" for s in stops):
-            raise ValueError("a stop string is empty (it would stop at once): give non-empty strings or stop=None")
+    stops = check_stop(stop)
     if sampler is not None and not isinstance(sampler, Sampler):
         if not callable(sampler):
             raise TypeError(f"sampler must be a lightlens Sampler, a function f(logprobs, state) or None (greedy), "

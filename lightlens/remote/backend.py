@@ -6,13 +6,14 @@ import threading
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import RemoteResponseError
-from ..options import check_int, check_top_k
+from ..options import check_int, check_stop, check_top_k
 from ..results.score_result import ScoreResult
 from .formats import FORMATS
-from .generation import GENERATORS, GeneratedTokens, check_stop
+from .generation import GENERATORS, GeneratedTokens, to_generation
 from .http import HttpPool, RetryPolicy, redact
 from .tokens import to_result
 
@@ -208,6 +209,53 @@ class RemoteModel:
             return GeneratedTokens.empty()
         return generator.fetch(self.pool, prompt, max_new_tokens=max_new_tokens, top_k=top_k, stop=stops, seed=seed,
                                model_name=self.model_name if generator.needs_model_name else None)
+
+    def generate(self, prompt: str | Sequence[str], *, max_new_tokens: int = 64, sampler=None,
+                 seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 5, n: int = 1,
+                 bos: bool | None = None, use_cache: bool = True, batch_size: int = 32,
+                 progress: bool | None = None):
+        """A greedy completion from the server as a :class:`Generation` (a list for a list of
+        prompts): the completion's raw logprobs, ranks (from the top-k; -1 where not listed) and
+        top-k as the server reports them; the prompt scored by the server where it can score
+        prompts (else its tokens from ``tokenizer=`` unscored, or the prompt as one unscored
+        piece). Samplers run in this process only: ``sampler`` must be None, ``n`` 1.
+
+        >>> g = RemoteModel("vllm", server.url).generate("Hello", max_new_tokens=3, top_k=2)
+        >>> g.completion, g.finish_reason, g.sampler
+        (' the cat sat', 'length', 'greedy (server)')
+        """
+        if sampler is not None:
+            raise ValueError("a sampler runs in this process and needs the model's full distributions: with a "
+                             "server model pass sampler=None (the server's greedy), or load the model locally "
+                             "(lightlens.load) to use a sampler")
+        check_int("n", n, minimum=1, maximum=1)
+        if bos is not None:
+            raise ValueError("bos cannot apply to a server (it tokenizes the prompt its own way): leave bos=None")
+        prompts = [prompt] if isinstance(prompt, str) else list(_check_list(prompt))
+        out = []
+        for p in tqdm(prompts, desc="generating", unit="prompt", disable=not (progress or False)):
+            tokens = self.generate_tokens(p, max_new_tokens=max_new_tokens, top_k=top_k, stop=stop, seed=seed)
+            out.append(to_generation(self._prompt_result(p, top_k), tokens, self.info(), top_k))
+        return out[0] if isinstance(prompt, str) else out
+
+    def _prompt_result(self, prompt: str, top_k: int) -> ScoreResult:
+        """The prompt scored by the server, or (a server that does not score prompts) its tokens
+        from the tokenizer, unscored; without a tokenizer the prompt is one unscored piece."""
+        if self.format.scores_prompts:
+            return self.score_one(prompt, top_k=top_k)
+        tok = self.tokenizer
+        if tok is None:
+            ids, spans = [-1], [[0, len(prompt)]]
+        else:
+            enc = tok(prompt, add_special_tokens=False, return_offsets_mapping=True)
+            from ..text.tokens import partition_offsets
+
+            ids, spans = enc["input_ids"], partition_offsets(enc["offset_mapping"], len(prompt)).tolist()
+        n = len(ids)
+        return ScoreResult(text=prompt, tokens=[prompt[a:b] for a, b in spans], token_ids=ids, offsets=spans,
+                           logprobs=np.full(n, np.nan), entropy=np.full(n, np.nan), ranks=np.zeros(n),
+                           top_k_ids=np.full((n, top_k), -1), top_k_logprobs=np.full((n, top_k), np.nan),
+                           top_k_tokens=[[""] * top_k for _ in range(n)], model=self.info())
 
     def __repr__(self) -> str:
         name = f", model_name={self._model_name!r}" if self._model_name else ""

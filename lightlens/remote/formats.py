@@ -68,6 +68,7 @@ class Format:
 
     kind = ""
     needs_model_name = False
+    scores_prompts = True  # whether the server returns the logprobs of a prompt's tokens
 
     def request(self, text: str, top_k: int, model_name: str | None) -> tuple[str, dict]:
         """The path and JSON body that ask for the prompt logprobs of ``text``.
@@ -255,6 +256,7 @@ class LlamaCpp(Format):
     """
 
     kind = "llamacpp"
+    scores_prompts = False
 
     def request(self, text, top_k, model_name):
         return "/completion", {"prompt": text, "n_predict": 1, "n_probs": max(top_k, 1), "temperature": 0.0}

@@ -40,7 +40,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..errors import RemoteResponseError
+from ..results.generation import Generation
+from ..results.score_result import ScoreResult
 from .align import is_special
 from .formats import guarded
 
@@ -104,21 +108,6 @@ class GeneratedTokens:
         ''
         """
         return cls([], [] if ids else None, [], [], finish_reason, "")
-
-
-def check_stop(stop) -> tuple[str, ...]:
-    """Stop strings as a tuple: None, one string or a list of non-empty strings.
-
-    >>> check_stop("\\n"), check_stop(None)
-    (('\\n',), ())
-    >>> check_stop([".", ""])
-    Traceback (most recent call last):
-    ValueError: stop strings must be non-empty strings (an empty one would stop at once), got ['.', '']
-    """
-    stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
-    if not all(isinstance(s, str) and s for s in stops):
-        raise ValueError(f"stop strings must be non-empty strings (an empty one would stop at once), got {stop!r}")
-    return stops
 
 
 def _no_logprobs(kind: str, what: str) -> RemoteResponseError:
@@ -411,3 +400,49 @@ class LightLLM(Generator):
 
 
 GENERATORS: dict[str, Generator] = {g.kind: g for g in (LightLLM(), VLLM(), OpenAI(), TGI(), LlamaCpp())}
+
+
+def to_generation(prompt: ScoreResult, tokens: GeneratedTokens, info: dict, top_k: int) -> Generation:
+    """A :class:`Generation` from a server: the prompt's result, then each generated token with
+    the raw logprob, rank (its place in the top-k, -1 when not listed) and top-k the server
+    reported. The sampler's own numbers are unknown (NaN, kept 0): the server sampled greedily.
+
+    >>> p = ScoreResult("Hi", ["Hi"], [5], [[0, 2]], [np.nan], [np.nan], [0], np.zeros((1, 0)), np.zeros((1, 0)), [[]])
+    >>> g = to_generation(p, GeneratedTokens([" there"], [9], [-0.5], [[(" there", 9, -0.5)]], "length", " there"), {}, 1)
+    >>> g.text, g.ranks.tolist(), g.num_prompt_tokens
+    ('Hi there', [0, 1], 1)
+    """
+    m, n = len(prompt), len(tokens)
+    ids = np.array(tokens.ids if tokens.ids is not None else [-1] * n, dtype=np.int64)
+    top_ids = np.full((n, top_k), -1, np.int64)
+    top_lps = np.full((n, top_k), np.nan, np.float32)
+    top_strings = [[""] * top_k for _ in range(n)]
+    ranks = np.full(n, -1, np.int64)
+    for i, alternatives in enumerate(tokens.top):
+        for j, (piece, tid, lp) in enumerate(alternatives[:top_k]):
+            top_ids[i, j], top_lps[i, j], top_strings[i][j] = -1 if tid is None else tid, lp, piece
+            same = tid == ids[i] if tid is not None and ids[i] >= 0 else piece == tokens.pieces[i]
+            if same and ranks[i] < 0:
+                ranks[i] = j + 1
+    spans = np.cumsum([0, *map(len, tokens.pieces)]) + len(prompt.text)
+    k_prompt = prompt.top_k_ids.shape[1]
+    pad = lambda a, fill: np.concatenate([a, np.full((m, top_k - k_prompt), fill, a.dtype)], 1)[:, :top_k]  # noqa: E731
+    return Generation(
+        text=prompt.text + "".join(tokens.pieces), tokens=[*prompt.tokens, *tokens.pieces],
+        token_ids=np.concatenate([prompt.token_ids, ids]),
+        offsets=np.concatenate([prompt.offsets, np.stack([spans[:-1], spans[1:]], 1)]).reshape(m + n, 2),
+        logprobs=np.concatenate([prompt.logprobs, np.array(tokens.logprobs, np.float32)]),
+        entropy=np.concatenate([prompt.entropy, np.full(n, np.nan, np.float32)]),
+        ranks=np.concatenate([prompt.ranks, ranks]),
+        top_k_ids=np.concatenate([pad(prompt.top_k_ids, -1), top_ids]),
+        top_k_logprobs=np.concatenate([pad(prompt.top_k_logprobs, np.nan), top_lps]),
+        top_k_tokens=[(list(t) + [""] * top_k)[:top_k] for t in prompt.top_k_tokens] + top_strings,
+        model=dict(info), bos=prompt.bos, num_prompt_tokens=m, finish_reason=_finish_reason(tokens.finish_reason),
+        sampler="greedy (server)",
+    )
+
+
+def _finish_reason(reason: str) -> str:
+    """A server's finish reason as a Generation's: "length", "eos" or "stop" (anything else
+    a server invents counts as "stop": it ended the completion itself)."""
+    return reason if reason in ("length", "eos", "stop") else "stop"

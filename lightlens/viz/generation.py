@@ -178,6 +178,10 @@ def _steps(g) -> tuple[np.ndarray, slice]:
     return np.arange(g.num_generated), slice(g.num_prompt_tokens, len(g))
 
 
+def _marker(g) -> str | None:
+    return "." if g.num_generated <= MAX_LABELS else None  # a dot per step while they can be told apart
+
+
 def _finish_axes(ax, g, label: bool) -> None:
     ax.grid(alpha=0.3)
     if label and g.num_generated <= MAX_LABELS:
@@ -203,8 +207,8 @@ def plot_step_entropy(g, *, ax=None, unit: str = "bits", label: bool = True):
     scale = LN2 if unit == "bits" else 1.0
     ax = _axes(ax)
     x, gen = _steps(g)
-    ax.plot(x, g.entropy[gen] / scale, lw=1, marker=".", color="#059669", label="model (raw)")
-    ax.plot(x, g.sampled_entropy[gen] / scale, lw=1, marker=".", color="#7c3aed", label="sampler (final)")
+    ax.plot(x, g.entropy[gen] / scale, lw=1, marker=_marker(g), color="#059669", label="model (raw)")
+    ax.plot(x, g.sampled_entropy[gen] / scale, lw=1, marker=_marker(g), color="#7c3aed", label="sampler (final)")
     ax.set_ylabel(f"entropy ({unit})")
     ax.legend(fontsize=8, loc="upper right")
     _finish_axes(ax, g, label)
@@ -219,8 +223,8 @@ def plot_step_prob(g, *, ax=None, label: bool = True):
     """
     ax = _axes(ax)
     x, gen = _steps(g)
-    ax.plot(x, np.exp(g.logprobs[gen]), lw=1, marker=".", color="#2563eb", label="model (raw)")
-    ax.plot(x, np.exp(g.sampled_logprobs[gen]), lw=1, marker=".", color="#dc2626", label="sampler (final)")
+    ax.plot(x, np.exp(g.logprobs[gen]), lw=1, marker=_marker(g), color="#2563eb", label="model (raw)")
+    ax.plot(x, np.exp(g.sampled_logprobs[gen]), lw=1, marker=_marker(g), color="#dc2626", label="sampler (final)")
     ax.set_ylabel("p of the chosen token")
     ax.set_ylim(0.0, 1.05)
     ax.legend(fontsize=8, loc="lower right")
@@ -241,7 +245,7 @@ def plot_surprise(g, *, target: float | None = None, ax=None, label: bool = True
     ax = _axes(ax)
     x, _ = _steps(g)
     s = g.surprise_bits.astype(np.float64)
-    ax.plot(x, s, lw=0.8, marker=".", color="#9ca3af", label="surprise")
+    ax.plot(x, s, lw=0.8, marker=_marker(g), color="#9ca3af", label="surprise")
     ax.plot(x, np.cumsum(s) / np.arange(1, len(s) + 1), lw=1.6, color="#2563eb", label="running mean")
     if target is not None:
         ax.axhline(target, color="#dc2626", ls="--", lw=1.2, label=f"target τ = {target:g} bits")
@@ -264,7 +268,7 @@ def plot_generation(g, *, target: float | None = None, unit: str = "bits"):
 
     target = mirostat_target(g.sampler) if target is None else target
     rows = 3 if target is not None else 2
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 2.2 * rows + 0.8), sharex=True, layout="constrained")
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 1.9 * rows + 0.7), sharex=True, layout="constrained")
     plot_step_entropy(g, ax=axes[0], unit=unit, label=False)
     plot_step_prob(g, ax=axes[1], label=rows == 2)
     if target is not None:

@@ -2,6 +2,6 @@
 the branch explorer."""
 from .branches import Branch, BranchExplorer
 from .explorer import Explorer
-from .live import LiveGeneration, live
+from .stream import LiveGeneration, live
 
 __all__ = ["Branch", "BranchExplorer", "Explorer", "LiveGeneration", "live"]
