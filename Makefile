@@ -29,6 +29,7 @@ AVX2        := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 FLOAT_TESTS := notebooks tests/test_scoring.py tests/test_reference_stats.py tests/test_kernels.py \
                tests/test_result.py tests/test_viz.py tests/test_engine.py tests/test_kernel_configs.py \
                tests/test_divergence_kernel.py tests/test_divergence.py tests/test_logsumexp.py \
+               tests/test_generation.py \
                --deselect tests/test_kernel_configs.py::test_shipped_kernels_compile_without_spills
 
 test: $(BIN)/lightlens
@@ -38,6 +39,7 @@ test: $(BIN)/lightlens
 
 bench: $(BIN)/lightlens
 	$(BIN)/python -m benchmarks cpu
+	$(BIN)/python -m benchmarks generate
 
 clean:
 	rm -rf $(VENV) build *.egg-info
