@@ -197,7 +197,7 @@ def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, sto
         chosen, final = _choose(logits, sampler, rows, ids, mask, lengths, step, memory, companions)
         raw = token_stats(logits, chosen, top_k)
         sampled = _sampled_stats(final, chosen)
-        host = [t.cpu().numpy() for t in (chosen, *raw, *sampled)]
+        host = to_host([chosen, *raw, *sampled])
         for b in list(live):
             r = rows[b]
             token = _token_event(r, b, step, host)
@@ -239,6 +239,23 @@ def _sampled_stats(final: torch.Tensor | None, chosen: torch.Tensor) -> tuple[to
     p = final.exp()
     entropy = -(p * torch.where(kept, final, torch.zeros_like(final))).sum(-1)
     return final.gather(1, chosen[:, None])[:, 0], entropy, kept.sum(-1)
+
+
+def to_host(columns: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per-row tensors ([B] or [B, k], any dtype) as numpy arrays, in one device-to-host copy:
+    stacked as float64 (exact for float32 values and for ids below 2**53) and split again.
+
+    >>> [a.tolist() for a in to_host([torch.tensor([3, 4]), torch.tensor([[0.5], [1.5]])])]
+    [[3, 4], [[0.5], [1.5]]]
+    """
+    widths = [1 if c.dim() == 1 else c.shape[1] for c in columns]
+    packed = torch.cat([c.reshape(len(c), -1).double() for c in columns], 1).cpu().numpy()
+    out, start = [], 0
+    for c, w in zip(columns, widths):
+        part = packed[:, start:start + w].astype(str(c.dtype).replace("torch.", ""))
+        out.append(part[:, 0] if c.dim() == 1 else part)
+        start += w
+    return out
 
 
 def _token_event(r: _Row, b: int, step: int, host: list) -> GeneratedToken:
