@@ -478,6 +478,242 @@ assert "2^-9" in from_file.exactness and np.array_equal(from_file.top1_base[1:],
 assert np.nanmax(np.abs(from_file.kl - exact.kl)) < 0.1 * np.nanmax(exact.kl)
 import os; os.remove(path)"""),
     ],
+    "generation.ipynb": [
+        md("""
+# Generation: every token's logprob, and what the sampler did with it
+
+`lm.generate` returns a `Generation`: a ScoreResult over prompt + completion (the completion's
+`logprobs` are what `score()` of the same ids gives) plus, for every generated token, its
+log-probability under the distribution the sampler actually drew from (`sampled_logprobs`), the
+size of that distribution's support (`kept`) and its entropy. Below, with the default model
+(SmolLM2-135M): samplers side by side, a sampler written here as a plain function, mirostat
+holding its target surprise, contrastive decoding, the live view and the branch explorer.
+Hover a generated token in a heatmap for the model's and the sampler's view of it.
+""" + CHECKS_NOTE + """ Sampled texts depend on the draws, so the checks assert what each
+sampler must do at every step (its kept set, its probabilities), whatever tokens it drew."""),
+        code("""
+import matplotlib
+matplotlib.use("module://matplotlib_inline.backend_inline")
+import math
+import numpy as np
+import pandas as pd
+import torch
+import lightlens
+from lightlens import sampling
+from lightlens.sampling import Sampler
+
+lm = lightlens.load(device="cpu", dtype=torch.float32)
+prompt = "The best way to learn a new language is"
+greedy = lm.generate(prompt, max_new_tokens=24)   # sampler=None: greedy
+greedy""", IGNORE),
+        code("""
+# check: greedy took the argmax at every step, by margins far above float32 noise (~1e-5), so its
+# text is the same on any CPU; one span and one tooltip per token, the prompt's end marked once
+import re
+gen = greedy.generated
+margin = greedy.top_k_logprobs[gen, 0] - greedy.top_k_logprobs[gen, 1]
+assert margin.min() > 1e-3 and (greedy.ranks[gen] == 1).all() and (greedy.kept[gen] == 1).all()
+assert greedy.completion == (" to immerse yourself in it. This means immersing yourself in the language, "
+                             "listening to it, speaking it, and writing it"), greedy.completion
+html = greedy._repr_html_()
+shown = sum(1 for t in greedy.tokens if t)
+assert html.count("data-tip=") == len(re.findall(r"<span class='ll-t[ ']", html)) == shown
+assert html.count("class='ll-pe'") == 1 and html.count("sampled p 1.0000") == greedy.num_generated
+assert "sampler <b>greedy</b>" in html and "finish <b>length</b>" in html and "<script" not in html"""),
+        md("""
+## Samplers side by side
+
+The same prompt and seed with five samplers (`Sampler.from_options` takes Hugging Face's option
+names). `kept` is how many tokens each step's final distribution kept; the mean raw logprob is
+the completion's log-probability per token under the model itself."""),
+        code("""
+samplers = {
+    "greedy": None,
+    "temperature 0.7": Sampler.from_options(temperature=0.7),
+    "top-k 20": Sampler.from_options(top_k=20),
+    "top-p 0.9": Sampler.from_options(top_p=0.9),
+    "min-p 0.1": Sampler.from_options(min_p=0.1),
+    "typical 0.9": Sampler.from_options(typical_p=0.9),
+}
+runs = {name: greedy if s is None else lm.generate(prompt, max_new_tokens=24, sampler=s, seed=0)
+        for name, s in samplers.items()}
+table = pd.DataFrame([{"sampler": name, "kept (median)": np.median(g.kept[g.generated]),
+                       "kept (max)": g.kept[g.generated].max(),
+                       "mean raw logprob": g.logprobs[g.generated].mean(),
+                       "mean sampled logprob": g.sampled_logprobs[g.generated].mean(),
+                       "finish": g.finish_reason, "completion": g.completion} for name, g in runs.items()])
+table.set_index("sampler").round(3)""", IGNORE),
+        code("""
+# check: what each sampler must do at every step, whatever it drew (kept sets read off the result)
+V = lm.vocab_size
+for name, g in runs.items():
+    gen = g.generated
+    lp, slp = g.logprobs[gen].astype(np.float64), g.sampled_logprobs[gen].astype(np.float64)
+    kept, top1 = g.kept[gen], g.top_k_logprobs[gen, 0].astype(np.float64)
+    assert (kept >= 1).all() and np.isfinite(slp).all() and (slp <= 1e-6).all(), name
+    if name != "temperature 0.7":  # a truncation only renormalises: p(sampled) = p / kept mass >= p
+        assert (slp >= lp - 1e-4).all(), name
+kept = {name: g.kept[g.generated] for name, g in runs.items()}
+assert (kept["temperature 0.7"] == V).all()  # temperature removes nothing
+assert (kept["top-k 20"] >= 20).all() and np.median(kept["top-k 20"]) == 20  # more only on a tie
+g = runs["top-p 0.9"]  # the kept mass, p / p(sampled), reaches 0.9
+assert (np.exp(g.logprobs[g.generated].astype(np.float64) - g.sampled_logprobs[g.generated]) >= 0.9 - 1e-4).all()
+g = runs["min-p 0.1"]  # every kept token has p >= 0.1 p(top), the chosen one too
+assert (g.logprobs[g.generated] >= g.top_k_logprobs[g.generated, 0] + math.log(0.1) - 1e-4).all()
+assert list(table.sampler) == list(samplers) and table["kept (max)"][0] == 1
+print("every sampler kept what its rule keeps, at every step")"""),
+        md("""
+A generation's heatmap can be coloured by what the sampler did: `metric="kept"` (log10 of the
+kept-set size; the prompt is not coloured) or `"sampled_logprob"`. Here top-p 0.9: dark where
+the model hesitated and the nucleus was wide."""),
+        code('runs["top-p 0.9"].heatmap(metric="kept")', IGNORE),
+        code("""
+# check: every generated token coloured, no prompt token (the sampler did not choose those)
+g = runs["top-p 0.9"]
+html = g.heatmap(metric="kept")._repr_html_()
+coloured = re.findall(r"<span class='ll-t[^']*' style='background:#[0-9a-f]{6}", html)
+assert len(coloured) == sum(1 for t in g.tokens[g.num_prompt_tokens:] if t)
+assert "tokens the sampler kept (log10)" in html and html.count("kept ") >= g.num_generated"""),
+        md("""
+`g.plot()` draws the steps: the entropy of the model's distribution and of the sampler's
+(truncation lowers it), and the chosen token's probability under both."""),
+        code('fig = runs["top-p 0.9"].plot()'),
+        code("""
+# check: two panels sharing the steps, a line per distribution
+a, b = fig.axes
+assert a.get_ylabel() == "entropy (bits)" and b.get_ylabel() == "p of the chosen token"
+assert [l.get_label() for l in a.lines] == ["model (raw)", "sampler (final)"] == [l.get_label() for l in b.lines]
+assert len(a.lines[0].get_xdata()) == runs["top-p 0.9"].num_generated"""),
+        md("""
+## A sampler of your own
+
+A sampler is any function `f(logprobs, state) -> logprobs` on float32 log-probabilities `[B, V]`
+(−inf removes a token; the result is renormalised before the draw). This one is greedy where the
+model is sure (its top token has p > 0.5) and explores the tokens within 2 nats of the best
+elsewhere:"""),
+        code("""
+def sure_or_explore(logprobs, state):
+    best = logprobs.max(-1, keepdim=True).values
+    keep = torch.where(best > math.log(0.5), logprobs >= best, logprobs >= best - 2.0)
+    return logprobs.masked_fill(~keep, float("-inf"))
+
+mine = lm.generate(prompt, max_new_tokens=24, sampler=sure_or_explore, seed=0)
+print(mine.sampler)
+print(mine.generation_table(max_rows=8))""", IGNORE),
+        code("""
+# check: the rule at every step, read off the top-5 (steps within 1e-3 of a threshold skipped)
+gen = mine.generated
+top = mine.top_k_logprobs[gen].astype(np.float64)
+kept = mine.kept[gen]
+sure = top[:, 0] > math.log(0.5) + 1e-3
+unsure = top[:, 0] < math.log(0.5) - 1e-3
+near = np.abs(top - (top[:, :1] - 2.0)) < 1e-3
+within = (top >= top[:, :1] - 2.0).sum(1)
+exact = unsure & ~near.any(1) & (within < top.shape[1])  # the 5th is out: the count is exact
+assert mine.sampler == "sure_or_explore" and (kept[sure] == 1).all() and (kept[exact] == within[exact]).all()
+assert (kept[unsure] >= within[unsure]).all() and sure.any() and unsure.any()
+print(f"{sure.sum()} sure steps kept one token; {unsure.sum()} others kept the tokens within 2 nats")"""),
+        md("""
+## Mirostat holds its target surprise
+
+Mirostat v2 truncates each step at a surprise threshold μ (bits) and moves μ after every draw by
+η·(target − surprise). Four samples of 96 tokens (one batch), τ = 3 bits, η = 0.5. The plot shows
+the first sample: the surprise of each token under the sampler, its running mean and the
+target."""),
+        code("""
+tau, eta = 3.0, 0.5
+walks = lm.generate("The history of the city begins", max_new_tokens=96, n=4, seed=10,
+                    sampler=Sampler(sampling.mirostat_v2(tau, eta)))
+print("mean surprise of each sample (bits):", [round(float(g.surprise_bits.mean()), 2) for g in walks])
+fig = walks[0].plot()""", IGNORE),
+        code("""
+# check: the rule at every step of every sample, and the target held on average
+for g in walks:
+    s = g.surprise_bits.astype(np.float64)
+    mu = 2 * tau - eta * np.concatenate([[0.0], np.cumsum(s - tau)[:-1]])  # the threshold before each draw
+    raw_bits = -g.logprobs[g.generated].astype(np.float64) / math.log(2)
+    assert ((raw_bits <= mu + 1e-3) | (g.ranks[g.generated] == 1)).all()  # kept: under μ, or the top token
+    assert abs(s.mean() - tau) < 0.15 * tau and g.sampler == "mirostat_v2(3, 0.5)"
+pooled = np.concatenate([g.surprise_bits for g in walks])
+assert abs(pooled.mean() - tau) < 0.1 * tau and len(pooled) > 200
+a, b, c = fig.axes
+assert c.get_ylabel() == "surprise (bits)" and [l.get_label() for l in c.lines] == [
+    "surprise", "running mean", "target τ = 3 bits"]
+assert c.lines[2].get_ydata()[0] == tau
+print(f"mean surprise {pooled.mean():.1f} bits over {len(pooled)} tokens (target {tau:g})")"""),
+        md("""
+## Contrastive decoding
+
+Li et al. (2023): prefer what a strong "expert" believes and a weak "amateur" does not, among the
+tokens the expert finds plausible (p ≥ 0.1·p(top)). The amateur must share the expert's
+vocabulary, token id for token id; the cheapest such amateur here is the same model cut short: a
+second copy of its weights keeping only the first 4 of its 30 blocks (the final norm and the
+head read the residual stream after block 4). Greedy on the contrastive score:"""),
+        code("""
+import copy
+from lightlens.models.local import LanguageModel
+
+weights = copy.deepcopy(lm.model)
+weights.model.layers = weights.model.layers[:4]
+weights.config.num_hidden_layers = 4
+amateur = LanguageModel(weights, lm.tokenizer, name="SmolLM2-135M, first 4 of 30 blocks")
+cd = Sampler(sampling.contrastive(amateur, alpha=1.0, plausibility=0.1), sampling.greedy())
+contrast = lm.generate(prompt, max_new_tokens=24, sampler=cd)
+print("greedy:     ", repr(greedy.completion))
+print("contrastive:", repr(contrast.completion))""", IGNORE),
+        code("""
+# check: one token kept each step (greedy on the score), and only plausible tokens chosen
+gen = contrast.generated
+assert amateur.vocab_size == lm.vocab_size and len(amateur.model.model.layers) == 4
+assert len(lm.model.model.layers) == 30 and (contrast.kept[gen] == 1).all()
+assert (contrast.logprobs[gen] >= contrast.top_k_logprobs[gen, 0] + math.log(0.1) - 1e-4).all()
+assert contrast.sampler.startswith("contrastive('SmolLM2-135M, first 4 of 30 blocks', alpha=1")"""),
+        md("""
+## Live view
+
+`lightlens.widgets.live(lm, prompt, ...)` shows the tokens as the model chooses them, coloured on
+the heatmap's scale with the heatmap's tooltips; when the generation ends the view becomes its
+heatmap and the `Generation` is returned: the same tokens as `lm.generate` with the same options.
+(`LiveGeneration(lm, prompt, ...)` is the view itself: leave it last in a cell, then call
+`.run()`.) Outside a notebook it just generates."""),
+        code("""
+from lightlens.widgets import BranchExplorer, live
+
+streamed = live(lm, prompt, max_new_tokens=24, sampler=samplers["top-p 0.9"], seed=0)"""),
+        code("""
+# check: the stream ended with the same tokens and numbers as generate with the same options
+same = runs["top-p 0.9"]
+assert streamed.token_ids.tolist() == same.token_ids.tolist() and streamed.tokens == same.tokens
+assert np.array_equal(streamed.sampled_logprobs, same.sampled_logprobs, equal_nan=True)
+assert (streamed.sampler, streamed.seed, streamed.finish_reason) == (same.sampler, same.seed, same.finish_reason)"""),
+        md("""
+## Branch explorer
+
+What if the model had chosen another token? Pick a generated token and one of its alternatives,
+press **Branch**: `lm.branch` continues from there, and every branch is compared with the
+original from the branch point on (per-token and total logprob). Here two branches are made by
+calling the explorer's methods, at the step where greedy's choice was closest:"""),
+        code("""
+app = BranchExplorer(lm, greedy)
+at = greedy.num_prompt_tokens + int(np.argmin(margin))
+app.select(at)
+for _, token_id in app.alternative.options[:2]:
+    app.branch(at, token_id)
+app"""),
+        code("app.table().round(3)", IGNORE),
+        code("""
+# check: each branch starts with its alternative (at the logprob the original listed for it),
+# keeps the original before it, and is totalled from the branch point on
+t = app.table()
+assert len(app.branches) == len(t) == 2 and app.cards.value.count("class='ll-card'") == 3
+for b in app.branches:
+    g = b.generation
+    assert g.token_ids[:at].tolist() == greedy.token_ids[:at].tolist() and g.token_ids[at] == b.token_id
+    listed = greedy.top_k_logprobs[at][greedy.top_k_ids[at] == b.token_id][0]
+    assert abs(g.logprobs[at] - listed) < 1e-4 and (b.num_after == len(greedy) - at or g.finish_reason == "eos")
+    assert np.isclose(b.total_logprob, g.logprobs[at:].astype(np.float64).sum())
+assert np.allclose(t["root total logprob"], greedy.logprobs[at:].astype(np.float64).sum())"""),
+    ],
 }
 
 

@@ -36,12 +36,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+GENERATION_CELLS = [  # a generation's views with the tiny model: seconds, not the notebook's minute
+    """
+import lightlens
+from lightlens import sampling
+from lightlens.widgets import LiveGeneration
+lm = lightlens.load(MODEL)
+g = lm.generate("Hello world", max_new_tokens=12, sampler=sampling.Sampler.from_options(top_p=0.9), seed=0)
+g""",
+    "fig = g.plot()",
+    'view = LiveGeneration(lm, "Hello world", max_new_tokens=8, seed=0)\nview',
+    "streamed = view.run()",
+]
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, gpt2_dir):
     """JupyterLab on 127.0.0.1 serving a copy of the notebooks (the repo's are never touched)."""
     import nbformat
 
     root = tmp_path_factory.mktemp("lab")
+    cells = [nbformat.v4.new_code_cell(c.strip().replace("MODEL", repr(str(gpt2_dir)))) for c in GENERATION_CELLS]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "generation_views.ipynb")
     for name in ("quickstart.ipynb", "explorer.ipynb"):  # copies without outputs: what shows is fresh
         nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
         for cell in nb.cells:
@@ -123,6 +141,21 @@ def open_and_run(browser, lab, name: str):
     return page, errors
 
 
+def hover(page, token, expect: str) -> str:
+    """Move the mouse over ``token`` and return its tooltip (the ``::after`` content); the page may
+    still be laying out plots, so aim again until the tooltip shows ``expect``."""
+    tip = ""
+    for _ in range(5):
+        token.scroll_into_view_if_needed()
+        box = token.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(300)
+        tip = token.evaluate("e => getComputedStyle(e, '::after').content")
+        if expect in tip:
+            break
+    return tip
+
+
 def test_quickstart_in_jupyterlab(browser, lab):
     page, errors = open_and_run(browser, lab, "quickstart.ipynb")
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -132,15 +165,7 @@ def test_quickstart_in_jupyterlab(browser, lab):
     assert len(colours) > 3
     first = tokens.nth(5)
     before = first.evaluate("e => getComputedStyle(e, '::after').content")
-    tip = ""
-    for _ in range(5):  # the page may still be laying out plots: aim the mouse again until it lands
-        first.scroll_into_view_if_needed()
-        box = first.bounding_box()
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.wait_for_timeout(300)
-        tip = first.evaluate("e => getComputedStyle(e, '::after').content")
-        if "logprob" in tip:
-            break
+    tip = hover(page, first, "logprob")
     assert before in ("none", "normal", "") and "logprob" in tip and "rank" in tip  # hover shows details
     inside = first.evaluate(
         "e => { const s = getComputedStyle(e, '::after'); const t = e.getBoundingClientRect();"
@@ -172,5 +197,26 @@ def test_explorer_in_jupyterlab(browser, lab):
                            timeout=30_000)
     assert "top 1000" in page.locator(".widget-html .ll-card").first.inner_html()  # recoloured by rank
     page.screenshot(path=str(SHOTS / "explorer-rank.png"), full_page=True)
+    assert not errors, errors
+    page.context.close()
+
+
+def test_generation_views_in_jupyterlab(browser, lab):
+    page, errors = open_and_run(browser, lab, "generation_views.ipynb")
+    out = page.locator(".jp-OutputArea-output").first
+    marker = out.locator(".ll-pe")
+    assert marker.count() == 1 and "generated" in marker.evaluate("e => getComputedStyle(e, '::before').content")
+    assert out.locator(".ll-pr").first.evaluate("e => getComputedStyle(e).fontStyle") == "italic"
+    tip = hover(page, out.locator(".ll-t:not(.ll-pr)").nth(2), "sampled")  # a generated token
+    assert "sampled p" in tip and "kept" in tip and "top alternatives" in tip
+    page.screenshot(path=str(SHOTS / "generation-hover.png"))
+    assert page.locator(".jp-OutputArea-output img").count() >= 1  # the step plots
+    live = page.locator(".widget-html .ll-card")
+    live.wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelector('.widget-html .ll-card').innerHTML.includes('finish <b>')",
+                           timeout=60_000)  # the live view ended as the generation's heatmap
+    assert live.locator(".ll-pe").count() == 1 and live.locator(".ll-t").count() >= 9
+    assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+    page.screenshot(path=str(SHOTS / "generation.png"), full_page=True)
     assert not errors, errors
     page.context.close()

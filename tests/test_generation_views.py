@@ -37,6 +37,14 @@ def shown_text(html: str) -> str:
     return htmllib.unescape(re.sub(r"<[^>]+>", "", body))
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def visible(g) -> list[int]:
     """The token indices that have a span (a byte-piece a later token completes has none)."""
     return [i for i, t in enumerate(g.tokens) if t]
@@ -113,7 +121,9 @@ def score_tips(g) -> dict[int, str]:
 def test_text_and_tooltips_are_escaped_and_split_characters_are_one_token():
     g = synthetic()
     html = g.heatmap()._repr_html_()
-    assert "<i>" not in html and "&lt;i&gt;" in html and "&lt;synthetic&gt;" in html and shown_text(html) == g.text
+    text_box = html.split("<div class='ll-text")[1]
+    assert "<i>" not in text_box and "<b>" not in text_box and "&lt;i&gt;" in text_box and shown_text(html) == g.text
+    assert "<b>&lt;synthetic&gt;</b>" in html and "top_p(0.9) &lt;custom&gt;" in html
     found = spans(html)
     assert len(found) == len(visible(g)) == 6  # the emoji's three pieces are one token on screen
     emoji = htmllib.unescape(found[4][2])
@@ -230,8 +240,17 @@ def test_live_redraws_while_tokens_arrive_in_a_notebook(tiny_model, monkeypatch)
     g = view.run()
     assert shown == [view.widget]
     assert len(values) == 7 and all("generating…" in v for v in values[:-1]) and values[-1] == generation_html(g)
-    assert [v.count("data-tip=") for v in values[:-1]] == [2 + n for n in range(1, 7)]  # prompt + tokens so far
+    assert [v.count("data-tip=") for v in values[:-1]] == [1 + n for n in range(1, 7)]  # prompt + tokens so far
     assert "ll-pe" in values[0] and "<script" not in values[0]
+
+
+@pytest.mark.parametrize("metric", ["logprob", "prob", "surprisal", "entropy", "rank", "kept", "sampled_logprob"])
+def test_live_view_takes_every_heatmap_metric(tiny_llama, metric):
+    view = LiveGeneration(tiny_llama, PROMPT, max_new_tokens=3, sampler=TOP_P, seed=0, metric=metric)
+    assert "ll-pe" in view.widget.value
+    g = view.run()
+    assert all(re.search(r"background:#[0-9a-f]{6}", token_span(t, metric=metric)) for t in view.tokens if t.text)
+    assert view.widget.value == generation_html(g, metric=metric)
 
 
 def test_live_function_and_bad_prompt(tiny_model):

@@ -16,7 +16,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from .colors import METRICS, Metric
-from .heatmap import MAX_TOKENS, _tip, card_html, colouring, rank_entropy, span_html, token_spans, token_tip
+from .heatmap import (
+    MAX_TOKENS, Colouring, _tip, card_html, colouring, rank_entropy, span_html, token_spans, token_tip,
+)
 from .plots import MAX_LABELS, PLAIN, _axes, _label_tokens
 
 LN2 = math.log(2.0)
@@ -156,11 +158,12 @@ def stream_html(prompt: str, spans: list[str], *, status: str, metric: str = "lo
     >>> "ll-pe" in stream_html("Hello", [], status="starting")
     True
     """
-    c = colouring(SimpleNamespace(tokens=[], scored=np.zeros(0, bool), logprobs=np.zeros(0)), _metric(metric))
+    m = _metric(metric)
+    scale = Colouring(m, m.cmap, m.vmin, m.vmax, np.zeros(0), [])  # the heatmap's scale, for its legend
     body = (span_html(prompt, html.escape("the prompt (scored when the generation ends)", quote=True),
                       cls="ll-t ll-pr", style=PROMPT_STYLE)
             + marker_html("generated ▸", "the prompt ends here") + "".join(spans))
-    return card_html([html.escape(status), c.legend()], body, shown=0, total=0, max_tokens=MAX_TOKENS)
+    return card_html([html.escape(status), scale.legend()], body, shown=0, total=0, max_tokens=MAX_TOKENS)
 
 
 # ---- plots ----------------------------------------------------------------------------------

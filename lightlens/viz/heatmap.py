@@ -166,7 +166,12 @@ class Colouring:
 def colouring(r, metric: str | Metric = "logprob", cmap: str | None = None, vmin: float | None = None,
               vmax: float | None = None) -> Colouring:
     """Colour every token of ``r`` by ``metric`` (a name from :data:`METRICS` or a :class:`Metric`)
-    on the scale [vmin, vmax] (default: the metric's) with ``cmap`` (default: the metric's)."""
+    on the scale [vmin, vmax] (default: the metric's) with ``cmap`` (default: the metric's).
+
+    >>> c = colouring(result, "rank")
+    >>> c.colors[0], c.colors[1] in ("#b7e4a7", "#ffe680", "#ffb3a7", "#d7b8f3")   # unscored, a GLTR bucket
+    ('', True)
+    """
     m = metric if isinstance(metric, Metric) else get_metric(metric)
     cmap = cmap or m.cmap
     lo, hi = (m.vmin if vmin is None else vmin), (m.vmax if vmax is None else vmax)
@@ -222,7 +227,12 @@ def token_spans(r, colours: Colouring, *, threshold: float | None = None, top: i
 
 def card_html(head: list[str], body: str, *, shown: int, total: int, max_tokens: int) -> str:
     """The heatmap's card: a header of ``head`` items, then the text box with ``body`` (it scrolls
-    when more than :data:`SCROLL_AFTER` tokens are shown), then a note of the tokens left out."""
+    when more than :data:`SCROLL_AFTER` tokens are shown), then a note of the tokens left out.
+
+    >>> card = card_html(["<b>title</b>"], span_html("hi", "a tip"), shown=1, total=3, max_tokens=1)
+    >>> card.count("data-tip="), "2 more tokens not shown" in card
+    (1, True)
+    """
     more = (f"<div class='ll-head'>… {total - shown} more tokens not shown (max_tokens={max_tokens})</div>"
             if shown < total else "")
     items = "".join(f"<span>{item}</span>" for item in head)
