@@ -127,7 +127,9 @@ def test_seed_reproduces_alone_and_batched(tiny_llama):
 def test_stream_yields_the_same_tokens(tiny_gpt2):
     sampler = sampling.Sampler.from_options(temperature=1.2, min_p=0.05)
     g = tiny_gpt2.generate("Hello", max_new_tokens=10, sampler=sampler, seed=2)
-    tokens = list(tiny_gpt2.stream("Hello", max_new_tokens=10, sampler=sampler, seed=2))
+    stream = tiny_gpt2.stream("Hello", max_new_tokens=10, sampler=sampler, seed=2)
+    tokens = list(stream)
+    assert stream.generations[0].to_dict() == g.to_dict()  # the stream ends with the same Generation
     assert [t.token_id for t in tokens] == g.completion_ids.tolist()
     assert "".join(t.text for t in tokens) == g.completion
     assert tokens[-1].finish_reason == g.finish_reason and all(t.finish_reason is None for t in tokens[:-1])

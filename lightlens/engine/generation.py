@@ -127,48 +127,83 @@ def generate_texts(lm, prompts: Sequence[str | Encoding], *, max_new_tokens: int
     >>> len(gs), [g.num_generated for g in gs]
     (4, [3, 3, 3, 3])
     """
-    rows = list(stream_rows(lm, prompts, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
-                            stop=stop, top_k=top_k, n=n, bos=bos, use_cache=use_cache,
-                            batch_size=batch_size, progress=progress, events=False))
-    description = "greedy" if sampler is None else (sampler.describe() if isinstance(sampler, Sampler)
-                                                    else Sampler(sampler).describe())
+    stream = GenerationStream(lm, prompts, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed, stop=stop,
+                              top_k=top_k, n=n, bos=bos, use_cache=use_cache, batch_size=batch_size,
+                              progress=progress, strings=False)
+    for _ in stream:
+        pass
+    return stream.generations
+
+
+class GenerationStream:
+    """The generation loop as an iterator: each :class:`GeneratedToken` as it is chosen (with its
+    top-k strings), then, once exhausted, every sequence's :class:`Generation` in
+    ``generations`` (prompt-major, as :func:`generate_texts` returns them).
+
+    >>> s = GenerationStream(tiny, ["Hello"], max_new_tokens=2)
+    >>> [t.step for t in s], s.generations[0].num_generated
+    ([0, 1], 2)
+    """
+
+    def __init__(self, lm, prompts: Sequence[str | Encoding], *, max_new_tokens: int = 64, sampler=None, seed=None,
+                 stop=None, top_k: int = 5, n: int = 1, bos: bool | None = None, use_cache: bool = True,
+                 batch_size: int = 32, progress: bool | None = None, strings: bool = True):
+        self.stops, self.sampler = check_generation_options(max_new_tokens=max_new_tokens, top_k=top_k, n=n,
+                                                            seed=seed, stop=stop, sampler=sampler)
+        check_int("batch_size", batch_size, minimum=1)
+        self.lm, self.max_new_tokens, self.top_k, self.use_cache = lm, max_new_tokens, top_k, use_cache
+        self.batch_size, self.progress, self.strings = batch_size, progress, strings
+        texts = [p for p in prompts if not isinstance(p, Encoding)]
+        encoded = iter(encode_many(lm.tokenizer, texts, bos=bos) if texts else [])
+        self.encodings = [e for e in (p if isinstance(p, Encoding) else next(encoded) for p in prompts)
+                          for _ in range(n)]
+        for e in self.encodings:
+            if len(e.ids) >= lm.context_length:
+                raise ValueError(f"the prompt has {len(e.ids)} tokens and the model's context is "
+                                 f"{lm.context_length}: shorten the prompt so that tokens can be generated after it")
+        self.seeds = row_seeds(seed, len(prompts), n)
+        self.generations: list[Generation] = []
+        self._tokens: Iterator[GeneratedToken] | None = None
+
+    def __iter__(self) -> "GenerationStream":
+        return self
+
+    def __next__(self) -> GeneratedToken:
+        if self._tokens is None:
+            self._tokens = self._loop()
+        return next(self._tokens)
+
+    def _loop(self) -> Iterator[GeneratedToken]:
+        lm, size = self.lm, self.batch_size
+        batches = range(0, len(self.encodings), size)
+        show = len(batches) > 1 if self.progress is None else self.progress
+        rows: list[_Row] = []
+        with tqdm(total=len(self.encodings) * self.max_new_tokens, unit="tok", desc="generating",
+                  disable=not show) as bar:
+            for a in batches:
+                batch = [_Row(e, s, TextPieces(lm.tokenizer, e.ids), torch.Generator().manual_seed(s))
+                         for e, s in zip(self.encodings[a:a + size], self.seeds[a:a + size])]
+                for token in _run(lm, batch, self.sampler, self.max_new_tokens, self.stops, self.top_k,
+                                  self.use_cache):
+                    bar.update(1)
+                    if self.strings:
+                        token.top_k_tokens = lm.token_strings(token.top_k_ids).tolist()
+                    yield token
+                rows += batch
+        self.generations = assemble(lm, rows, self.sampler)
+
+
+def assemble(lm, rows: list[_Row], sampler: Sampler | None) -> list[Generation]:
+    """Each finished row's :class:`Generation`, the top-k strings of all decoded in one lookup."""
+    description = "greedy" if sampler is None else sampler.describe()
     info = lm.info()
-    strings = lm.token_strings(np.concatenate([_top_ids(r) for r in rows]))
+    strings = lm.token_strings(np.concatenate([_top_ids(r) for r in rows])) if rows else []
     out, start = [], 0
     for r in rows:
         size = len(r.enc.offsets) + len(r.steps)
         out.append(_generation(r, info, description, strings[start:start + size].tolist()))
         start += size
     return out
-
-
-def stream_rows(lm, prompts: Sequence[str | Encoding], *, max_new_tokens, sampler, seed, stop, top_k, n, bos,
-                use_cache, batch_size, progress, events: bool) -> Iterator:
-    """The generation loop: yields each :class:`GeneratedToken` as it is chosen when ``events``,
-    else each finished row. A prompt given as an :class:`Encoding` is used as its ids exactly."""
-    stops, sampler = check_generation_options(max_new_tokens=max_new_tokens, top_k=top_k, n=n, seed=seed,
-                                              stop=stop, sampler=sampler)
-    check_int("batch_size", batch_size, minimum=1)
-    texts = [p for p in prompts if not isinstance(p, Encoding)]
-    encoded = iter(encode_many(lm.tokenizer, texts, bos=bos) if texts else [])
-    encs = [e for e in (p if isinstance(p, Encoding) else next(encoded) for p in prompts) for _ in range(n)]
-    for e in encs:
-        if len(e.ids) >= lm.context_length:
-            raise ValueError(f"the prompt has {len(e.ids)} tokens and the model's context is {lm.context_length}: "
-                             "shorten the prompt (lightlens.truncate_tokens) so that tokens can be generated after it")
-    seeds = row_seeds(seed, len(prompts), n)
-    batches = range(0, len(encs), batch_size)
-    show = len(batches) > 1 if progress is None else progress
-    with tqdm(total=len(encs) * max_new_tokens, unit="tok", desc="generating", disable=not show) as bar:
-        for a in batches:
-            rows = [_Row(e, s, TextPieces(lm.tokenizer, e.ids), torch.Generator().manual_seed(s))
-                    for e, s in zip(encs[a:a + batch_size], seeds[a:a + batch_size])]
-            for event in _run(lm, rows, sampler, max_new_tokens, stops, top_k, use_cache):
-                bar.update(1)
-                if events:
-                    yield event
-            if not events:
-                yield from rows
 
 
 @torch.inference_mode()

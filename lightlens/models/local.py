@@ -153,23 +153,24 @@ class LanguageModel:
     def stream(self, prompt: str | Sequence[str], *, max_new_tokens: int = 64, sampler=None,
                seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 5,
                n: int = 1, bos: bool | None = None, use_cache: bool = True, batch_size: int = 32):
-        """Yield each generated token as it is chosen: a :class:`GeneratedToken` with its text,
-        raw and sampled probabilities, rank and top-k (with strings); ``index`` says which
-        sequence when several run. Same tokens as :meth:`generate` with the same options.
+        """Each generated token as it is chosen: iterate over the result to get
+        :class:`GeneratedToken` objects (text, raw and sampled probabilities, rank, top-k with
+        strings; ``index`` says which sequence when several run); once it is exhausted its
+        ``generations`` hold the :class:`Generation` of every sequence. Same tokens as
+        :meth:`generate` with the same options.
 
-        >>> "".join(t.text for t in tiny.stream("Hello", max_new_tokens=3)) == tiny.generate(
+        >>> s = tiny.stream("Hello", max_new_tokens=3)
+        >>> "".join(t.text for t in s) == s.generations[0].completion == tiny.generate(
         ...     "Hello", max_new_tokens=3).completion
         True
         """
-        from ..engine.generation import stream_rows
+        from ..engine.generation import GenerationStream
         from ..text.tokens import check_texts
 
         prompts = [prompt] if isinstance(prompt, str) else check_texts(prompt)
-        for token in stream_rows(self, prompts, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
-                                 stop=stop, top_k=top_k, n=n, bos=bos, use_cache=use_cache,
-                                 batch_size=batch_size, progress=False, events=True):
-            token.top_k_tokens = self.token_strings(token.top_k_ids).tolist()
-            yield token
+        return GenerationStream(self, prompts, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed, stop=stop,
+                                top_k=top_k, n=n, bos=bos, use_cache=use_cache, batch_size=batch_size,
+                                progress=False)
 
     def distributions(self, text: str, *, positions=None, max_length: int | None = None,
                       stride: int | None = None, bos: bool | None = None, method: str = "auto"):

@@ -7,19 +7,10 @@ consumed. Tokens are coloured on the heatmap's scale and carry the heatmap's too
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
-import numpy as np
-
-from ..engine.generation import TextPieces, generate_texts, row_seeds
+from ..engine.generation import row_seeds
 from ..viz.generation import generation_html, stream_html, token_span
-
-# Generation array <- the GeneratedToken field that holds it, for each generated token
-STEP_FIELDS = {"token_ids": "token_id", "logprobs": "logprob", "logsumexp": "logsumexp", "entropy": "entropy",
-               "ranks": "rank", "top_k_ids": "top_k_ids", "top_k_logprobs": "top_k_logprobs",
-               "sampled_logprobs": "sampled_logprob", "sampled_entropy": "sampled_entropy", "kept": "kept"}
-
 
 def in_notebook() -> bool:
     """Whether this runs in a Jupyter kernel (where a widget can be displayed).
@@ -94,14 +85,15 @@ class LiveGeneration:
         if display or (display is None and not self._shown and in_notebook()):
             self._ipython_display_()
         self.tokens, spans, last = [], [], 0.0
-        for t in self.lm.stream(self.prompt, **self.options):
+        stream = self.lm.stream(self.prompt, **self.options)
+        for t in stream:
             self.tokens.append(t)
             spans.append(token_span(t, metric=self.metric))
             if self._shown and time.monotonic() - last >= self.every:
                 status = f"generating… {len(self.tokens)}/{self.options['max_new_tokens']} tokens"
                 self.widget.value = stream_html(self.prompt, spans, status=status, metric=self.metric)
                 last = time.monotonic()
-        self.generation = finished_generation(self.lm, self.prompt, self.tokens, **self.options)
+        self.generation = stream.generations[0]
         self.widget.value = generation_html(self.generation, metric=self.metric)
         return self.generation
 
@@ -114,34 +106,3 @@ def live(lm, prompt: str, **options):
     2
     """
     return LiveGeneration(lm, prompt, **options).run()
-
-
-def finished_generation(lm, prompt: str, tokens: list, *, max_new_tokens, sampler, seed, stop, top_k, bos):
-    """The :class:`~lightlens.Generation` of a finished stream: the prompt scored as
-    ``generate`` scores it (a generation of no tokens, with the same options), then each streamed
-    token's statistics, and the text each token adds, decoded as ``generate`` decodes it.
-
-    >>> ts = list(tiny.stream("Hello", max_new_tokens=3, seed=1))
-    >>> g = finished_generation(tiny, "Hello", ts, max_new_tokens=3, sampler=None, seed=1, stop=None, top_k=5,
-    ...                         bos=None)
-    >>> g.completion == tiny.generate("Hello", max_new_tokens=3).completion, g.finish_reason
-    (True, 'length')
-    """
-    head = generate_texts(lm, [prompt], max_new_tokens=0, sampler=sampler, seed=seed, stop=stop, top_k=top_k,
-                          bos=bos)[0]
-    ids = np.concatenate([[lm.tokenizer.bos_token_id] if head.bos else [], head.token_ids]).astype(np.int64)
-    pieces = TextPieces(lm.tokenizer, ids)
-    texts = [pieces.push(t.token_id) for t in tokens]
-    if texts:
-        texts[-1] += pieces.flush()
-    ends = np.cumsum([0, *map(len, texts)]) + len(head.text)
-    arrays = {}
-    for name, field in STEP_FIELDS.items():
-        part = getattr(head, name)
-        tail = np.array([getattr(t, field) for t in tokens], part.dtype).reshape(len(tokens), *part.shape[1:])
-        arrays[name] = np.concatenate([part, tail])
-    return dataclasses.replace(
-        head, text=head.text + "".join(texts), tokens=head.tokens + texts,
-        offsets=np.concatenate([head.offsets, np.stack([ends[:-1], ends[1:]], 1)]).astype(np.int64),
-        top_k_tokens=list(head.top_k_tokens) + [list(t.top_k_tokens) for t in tokens],
-        finish_reason=tokens[-1].finish_reason if tokens else "length", **arrays)
