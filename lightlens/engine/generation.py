@@ -11,6 +11,8 @@ gives the same text alone or in a batch (up to the float rounding of batched mat
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import secrets
 import warnings
 from dataclasses import dataclass, field
@@ -230,6 +232,8 @@ def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, sto
     live = list(range(len(rows)))
     for step in range(max_new_tokens):
         chosen, final = _choose(logits, sampler, rows, ids, mask, lengths, step, memory, companions)
+        if device.type == "cpu" and step % TRIM_EVERY == TRIM_EVERY - 1:
+            release_freed_memory()
         raw = token_stats(logits, chosen, top_k)
         sampled = _sampled_stats(final, chosen)
         host = to_host([chosen, *raw, *sampled])
@@ -248,6 +252,31 @@ def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, sto
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         logits = model.extend(chosen, mask)
         companions.extend(chosen, mask)
+
+
+TRIM_EVERY = 8  # steps between two release_freed_memory() calls on CPU
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl, Windows): nothing to release
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give freed heap pages back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    A sampler's [B, V] temporaries (sorts, float64 sums) are freed every step, but once glibc
+    has raised its mmap threshold they come from the heap and their freed pages stay resident:
+    measured +200 MB at batch 8 over 128 steps of SmolLM2. Trimming every :data:`TRIM_EVERY`
+    steps bounds that by a few steps' worth of temporaries.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _choose(logits, sampler, rows, ids, mask, lengths, step, memory, companions):
