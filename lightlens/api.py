@@ -39,7 +39,8 @@ def score(
     """Per-token log-probabilities of ``text`` under a causal LM.
 
     Args:
-        text: one text (returns a :class:`ScoreResult`) or a list of texts (returns a list).
+        text: one text (returns a :class:`ScoreResult`) or a list of texts (returns a list); or a
+            result of a local model (e.g. a :class:`Generation`), scored as its exact token ids.
         model: a hub id, a model folder, a ``.gguf`` file or a model from :func:`load`; the
             default model when None; or a server: ``"lightllm+http://host:8000"`` (also
             ``vllm+``, ``openai+``, ``tgi+``; several URLs separated by commas) or a

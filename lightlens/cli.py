@@ -405,8 +405,9 @@ def _generate(args):
                            seed=args.seed, stop=args.stop, top_k=args.alternatives, bos=BOS[args.bos])
     if args.json:
         return 0, to_json(g.to_dict())
+    seed = f", seed {g.seed}" if sampler is not None else ""
     return 0, "\n".join([g.generation_table(), "", g.text, "", g.summary(),
-                         f"model {g.model['name']} ({g.model['dtype']}, {g.model['device']}), seed {g.seed}"])
+                         f"model {g.model['name']} ({g.model.get('dtype', '?')}, {g.model.get('device', '?')}){seed}"])
 
 
 def _download(args):

@@ -97,6 +97,8 @@ def check_stop(stop) -> tuple[str, ...]:
     Traceback (most recent call last):
     ValueError: stop strings must be non-empty strings (an empty one would stop at once), got ['.', '']
     """
+    if stop is not None and not isinstance(stop, str) and not hasattr(stop, "__iter__"):
+        raise ValueError(f"stop must be a string or a list of strings, got {stop!r}")
     stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
     if not all(isinstance(s, str) and s for s in stops):
         raise ValueError(f"stop strings must be non-empty strings (an empty one would stop at once), got {stop!r}")

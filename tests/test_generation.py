@@ -44,9 +44,12 @@ def hf_greedy(lm, prompts: list[str], new: int, bos: bool) -> list[list[int]]:
 
 
 def rescored(lm, g: Generation):
-    """``score()`` of exactly the generated ids (never re-tokenised)."""
+    """``score()`` of exactly the generated ids (never re-tokenised), written out plainly; and
+    ``lm.score(g)`` gives the same."""
     ids = np.concatenate([[lm.tokenizer.bos_token_id] if g.bos else [], g.token_ids]).astype(np.int64)
-    return score_encodings(lm, [Encoding(g.text, ids, g.offsets, g.bos)], top_k=g.top_k_ids.shape[1])[0]
+    r = score_encodings(lm, [Encoding(g.text, ids, g.offsets, g.bos)], top_k=g.top_k_ids.shape[1])[0]
+    assert lm.score(g, top_k=g.top_k_ids.shape[1]).to_dict() == r.to_dict()
+    return r
 
 
 @pytest.mark.parametrize("batched", [False, True])
@@ -175,6 +178,7 @@ def test_save_and_load(tiny_gpt2, tmp_path):
         np.testing.assert_array_equal(back.kept, g.kept)
         np.testing.assert_array_equal(back.sampled_logprobs, g.sampled_logprobs)
         assert back.num_prompt_tokens == g.num_prompt_tokens and back.sampler == g.sampler
+        assert isinstance(lightlens.ScoreResult.load(tmp_path / name), Generation)  # a Generation is a ScoreResult
     with pytest.raises(ValueError, match="Generation"):
         Generation.load(tiny_gpt2.score("Hello there").save(tmp_path / "s.json"))
     df = g.to_pandas()
@@ -301,7 +305,7 @@ def test_server_generation_is_a_generation(kind, tmp_path):
         tokens = m.generate_tokens("The cat sat on the mat.", max_new_tokens=4, top_k=2)
         with pytest.raises(ValueError, match="sampler runs in this process"):
             m.generate("Hi", sampler=sampling.Sampler.from_options(temperature=0.5))
-        with pytest.raises(ValueError, match="n must be"):
+        with pytest.raises(ValueError, match="every completion would be the same"):
             m.generate("Hi", n=2)
     assert isinstance(g, Generation) and g.sampler == "greedy (server)"
     assert g.completion == tokens.text and g.text == "The cat sat on the mat." + tokens.text
@@ -313,3 +317,34 @@ def test_server_generation_is_a_generation(kind, tmp_path):
     else:
         assert g.num_prompt_tokens == 6 and np.isfinite(g.logprobs[1:6]).all()
     assert Generation.load(g.save(tmp_path / "g.json")).completion == g.completion
+
+
+def test_a_batch_outlives_a_row_that_fills_the_context(tiny_model):
+    """One prompt fills the context while a short one goes on: the long row ends with "context",
+    the short one runs to max_new_tokens, each as it would alone (the batch keeps growing)."""
+    long_prompt = " ".join(["Hello world, the cat sat on the mat."] * 40)
+    ids = tiny_model.tokenizer(long_prompt, add_special_tokens=False)["input_ids"]
+    room = 10
+    long_prompt = tiny_model.tokenizer.decode(ids[: tiny_model.context_length - room - 1])
+    with pytest.warns(UserWarning, match="context"):
+        both = tiny_model.generate([long_prompt, "A"], max_new_tokens=40)
+    with pytest.warns(UserWarning, match="context"):
+        alone = tiny_model.generate(long_prompt, max_new_tokens=40)
+    short = tiny_model.generate("A", max_new_tokens=40)
+    assert both[0].finish_reason == "context" and len(both[0]) + int(both[0].bos) == tiny_model.context_length
+    assert both[0].completion_ids.tolist() == alone.completion_ids.tolist()
+    assert both[1].finish_reason == "length" and both[1].num_generated == 40
+    assert both[1].completion_ids.tolist() == short.completion_ids.tolist()
+    np.testing.assert_allclose(both[1].logprobs, rescored(tiny_model, both[1]).logprobs, atol=1e-4, equal_nan=True)
+
+
+def test_stream_index_counts_across_batches(tiny_gpt2):
+    tokens = list(tiny_gpt2.stream(["Hello", "The cat", "A dog"], max_new_tokens=2, batch_size=2))
+    assert sorted({t.index for t in tokens}) == [0, 1, 2] and [t.index for t in tokens][-2:] == [2, 2]
+
+
+def test_uncalled_step_factory_is_named(tiny_gpt2):
+    with pytest.raises(TypeError, match=r"sampling.top_p\(0.9\)"):
+        tiny_gpt2.generate("Hello", sampler=sampling.top_p)
+    with pytest.raises(ValueError, match="stop must be a string"):
+        tiny_gpt2.generate("Hello", stop=5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import inspect
 import secrets
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from ..kernels import token_stats
 from ..options import check_int, check_stop, check_top_k
 from ..results.generation import Generation, GeneratedToken
-from ..sampling import Sampler, SamplerState
+from ..sampling import Sampler, SamplerState, Step
 from ..text.tokens import Encoding, encode_many
 from .decoding import IncrementalModel
 from .scoring import gc_paused
@@ -42,6 +43,15 @@ def check_generation_options(*, max_new_tokens, top_k, n, seed, stop, sampler) -
         if not callable(sampler):
             raise TypeError(f"sampler must be a lightlens Sampler, a function f(logprobs, state) or None (greedy), "
                             f"got {type(sampler).__name__}")
+        if not isinstance(sampler, Step):
+            try:
+                inspect.signature(sampler).bind(None, None)
+            except TypeError:
+                raise TypeError(f"sampler {getattr(sampler, '__name__', sampler)!r} cannot be called as "
+                                "f(logprobs, state); a step such as lightlens.sampling.top_p must be called with its "
+                                "setting first: sampler=sampling.top_p(0.9)") from None
+            except ValueError:  # no signature to read (a builtin): take it as it is
+                pass
         sampler = Sampler(sampler)
     return stops, sampler
 
@@ -160,7 +170,7 @@ class GenerationStream:
         self.encodings = [e for e in (p if isinstance(p, Encoding) else next(encoded) for p in prompts)
                           for _ in range(n)]
         for e in self.encodings:
-            if len(e.ids) >= lm.context_length:
+            if len(e.ids) >= lm.context_length + (max_new_tokens == 0):
                 raise ValueError(f"the prompt has {len(e.ids)} tokens and the model's context is "
                                  f"{lm.context_length}: shorten the prompt so that tokens can be generated after it")
         self.seeds = row_seeds(seed, len(prompts), n)
@@ -187,6 +197,7 @@ class GenerationStream:
                          for e, s in zip(self.encodings[a:a + size], self.seeds[a:a + size])]
                 for token in _run(lm, batch, self.sampler, self.max_new_tokens, self.stops, self.top_k,
                                   self.use_cache):
+                    token.index += a  # the sequence's number in the whole call, prompt-major
                     bar.update(1)
                     if self.strings:
                         token.top_k_tokens = lm.token_strings(token.top_k_ids).tolist()
@@ -221,14 +232,15 @@ def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, sto
     mask = torch.arange(width)[None, :] >= (width - lengths)[:, None]
     ids, mask = ids.to(device), mask.to(device)
     model = IncrementalModel(lm, use_cache=use_cache)
-    logits = model.start(ids, mask, keep_prompt=True, max_length=min(width + max_new_tokens, context))
+    # the batch grows one column a step whoever finished; a finished row's new columns are padding
+    logits = model.start(ids, mask, keep_prompt=True, max_length=width + max_new_tokens)
     _score_prompts(model, rows, width, top_k, device)
     if max_new_tokens == 0:
         for r in rows:
             r.finish_reason = "length"
         return
     memory: dict = {}
-    companions = _Companions(ids, mask, use_cache)
+    companions = _Companions(lm, ids, mask, use_cache, width + max_new_tokens)
     live = list(range(len(rows)))
     for step in range(max_new_tokens):
         chosen, final = _choose(logits, sampler, rows, ids, mask, lengths, step, memory, companions)
@@ -248,8 +260,12 @@ def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, sto
             yield token
         if not live:
             return
+        going = torch.zeros(len(rows), dtype=torch.bool)
+        going[live] = True
+        going = going.to(device)
+        chosen = torch.where(going, chosen, torch.full_like(chosen, pad))  # finished rows: padding
         ids = torch.cat([ids, chosen[:, None]], 1)
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        mask = torch.cat([mask, going[:, None]], 1)  # so their positions stop growing too
         logits = model.extend(chosen, mask)
         companions.extend(chosen, mask)
 
@@ -344,8 +360,8 @@ def _finish(r: _Row, token: GeneratedToken, ends: set[int], stops: tuple[str, ..
     if step + 1 == max_new_tokens:
         return "length"
     if len(r.enc.ids) + step + 1 >= context:
-        warnings.warn(f"generation stopped after {step + 1} tokens: the model's context of {context} tokens is full",
-                      stacklevel=5)
+        warnings.warn(f"generation stopped after {step + 1} new token{'s' if step else ''}: the model's context of "
+                      f"{context} tokens is full (finish_reason 'context')", stacklevel=2)
         return "context"
     return None
 
@@ -369,12 +385,24 @@ def _score_prompts(model: IncrementalModel, rows: list[_Row], width: int, top_k:
         start += m
 
 
+def check_same_vocabulary(lm, other) -> None:
+    """Refuse a companion model (contrastive decoding's amateur) whose tokenizer maps tokens to
+    other ids than ``lm``'s: its log-probabilities would be compared id by id with the wrong tokens."""
+    mine, theirs = lm.tokenizer, getattr(other, "tokenizer", None)
+    if theirs is None or mine is theirs:
+        return
+    if len(mine) != len(theirs) or mine.get_vocab() != theirs.get_vocab():
+        raise ValueError(f"contrastive decoding: the amateur {getattr(other, 'name', '?')!r} has another vocabulary "
+                         f"than the expert {lm.name!r} (different tokenizers): the two must share a vocabulary; "
+                         "pick an amateur from the expert's model family (same tokenizer)")
+
+
 class _Companions:
     """Other models a sampler asks for (contrastive decoding's amateur), each run incrementally
     over the same batch with its own cache."""
 
-    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool):
-        self.ids, self.mask, self.use_cache = ids, mask, use_cache
+    def __init__(self, lm, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool, max_length: int):
+        self.lm, self.ids, self.mask, self.use_cache, self.max_length = lm, ids, mask, use_cache, max_length
         self.models: dict[int, IncrementalModel] = {}
         self.current: dict[int, torch.Tensor] = {}
 
@@ -382,13 +410,15 @@ class _Companions:
         """``other``'s float32 log-probabilities [B, V] of the next token of every row."""
         key = id(other)
         if key not in self.models:
+            check_same_vocabulary(self.lm, other)
             model = IncrementalModel(other, use_cache=self.use_cache)
             self.models[key] = model
-            self.current[key] = model.start(self.ids.to(other.device), self.mask.to(other.device))
+            self.current[key] = model.start(self.ids.to(other.device), self.mask.to(other.device),
+                                            max_length=self.max_length)
         return torch.log_softmax(self.current[key], -1).to(self.ids.device)
 
     def extend(self, chosen: torch.Tensor, mask: torch.Tensor) -> None:
-        self.mask = mask
+        self.ids, self.mask = torch.cat([self.ids, chosen[:, None]], 1), mask
         for key, model in self.models.items():
             dev = model.lm.device
             self.current[key] = model.extend(chosen.to(dev), mask.to(dev))

@@ -136,6 +136,22 @@ def score_texts(
                            batch_tokens=batch_tokens, progress=progress, method=method)
 
 
+def encoding_of(lm, result: ScoreResult) -> Encoding:
+    """A result's tokens as an :class:`Encoding` of exactly its ids (a generation's, never
+    re-tokenised), BOS first when it had one.
+
+    >>> e = encoding_of(tiny, tiny.score("Hello world"))
+    >>> e.text_ids.tolist() == tiny.score("Hello world").token_ids.tolist()
+    True
+    """
+    if len(result) == 0:
+        raise ValueError("the result has no tokens to score")
+    if (result.token_ids < 0).any():
+        raise ValueError("the result has tokens without ids (a server that reports none): score its text instead")
+    ids = np.concatenate([[lm.tokenizer.bos_token_id] if result.bos else [], result.token_ids]).astype(np.int64)
+    return Encoding(result.text, ids, result.offsets, bool(result.bos))
+
+
 @gc_paused()
 def score_encodings(lm, encodings: Sequence[Encoding], *, top_k: int = 5, max_length: int | None = None,
                     stride: int | None = None, batch_size: int | None = None, batch_tokens: int | None = None,

@@ -98,16 +98,24 @@ class LanguageModel:
               stride: int | None = None, bos: bool | None = None, batch_size: int | None = None,
               progress: bool | None = None, method: str = "auto"):
         """Score one text (returns a ScoreResult) or a list (returns a list); the options mean
-        what they mean in :func:`lightlens.score`.
+        what they mean in :func:`lightlens.score`. A result (e.g. a :class:`Generation`) is
+        scored as its exact token ids, never re-tokenised: ``lm.score(g).logprobs`` is what
+        ``g.logprobs`` must equal.
 
         >>> len(tiny.score("Hello world", top_k=3).top_k_tokens[1])
         3
         """
-        from ..engine.scoring import score_texts
+        from ..engine.scoring import encoding_of, score_encodings, score_texts
+        from ..results.score_result import ScoreResult
         from ..text.tokens import check_texts
 
         options = dict(top_k=top_k, max_length=max_length, stride=stride, bos=bos,
                        batch_size=batch_size, progress=progress, method=method)
+        if isinstance(text, ScoreResult):  # its ids exactly (a Generation's, never re-tokenised)
+            if bos is not None:
+                raise ValueError("bos cannot apply to a result: its tokens (and BOS) are scored as they are")
+            del options["bos"]
+            return score_encodings(self, [encoding_of(self, text)], **options)[0]
         if isinstance(text, str):
             return score_texts(self, [text], **options)[0]
         return score_texts(self, check_texts(text), **options)

@@ -228,14 +228,18 @@ class RemoteModel:
             raise ValueError("a sampler runs in this process and needs the model's full distributions: with a "
                              "server model pass sampler=None (the server's greedy), or load the model locally "
                              "(lightlens.load) to use a sampler")
-        check_int("n", n, minimum=1, maximum=1)
+        if n != 1:
+            raise ValueError(f"n={n!r}: a server model generates greedily here, so every completion would be the "
+                             "same: use n=1 (or a local model with a sampler for several samples)")
         if bos is not None:
             raise ValueError("bos cannot apply to a server (it tokenizes the prompt its own way): leave bos=None")
         prompts = [prompt] if isinstance(prompt, str) else list(_check_list(prompt))
         out = []
         for p in tqdm(prompts, desc="generating", unit="prompt", disable=not (progress or False)):
             tokens = self.generate_tokens(p, max_new_tokens=max_new_tokens, top_k=top_k, stop=stop, seed=seed)
-            out.append(to_generation(self._prompt_result(p, top_k), tokens, self.info(), top_k))
+            g = to_generation(self._prompt_result(p, top_k), tokens, self.info(), top_k)
+            g.seed = seed
+            out.append(g)
         return out[0] if isinstance(prompt, str) else out
 
     def _prompt_result(self, prompt: str, top_k: int) -> ScoreResult:

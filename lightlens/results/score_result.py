@@ -67,6 +67,11 @@ class ScoreResult(Totals):
     FORMAT: ClassVar[str] = "lightlens.ScoreResult/1"
     ARRAYS: ClassVar[dict[str, type]] = _ARRAYS  # a subclass adds its per-token arrays here
     META: ClassVar[tuple[str, ...]] = _META  # and its other saved fields here
+    SUBCLASSES: ClassVar[dict[str, type]] = {}  # FORMAT -> subclass, so ScoreResult.load reads them all
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        ScoreResult.SUBCLASSES[cls.FORMAT] = cls
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -280,6 +285,8 @@ class ScoreResult(Totals):
         >>> ScoreResult.from_dict(result.to_dict()).tokens == result.tokens
         True
         """
+        if cls is ScoreResult and d.get("format") in ScoreResult.SUBCLASSES:  # e.g. a Generation
+            return ScoreResult.SUBCLASSES[d["format"]].from_dict(d)
         if d.get("format") != cls.FORMAT:
             raise ValueError(f"not a lightlens {cls.__name__} (missing format {cls.FORMAT!r})")
         kw = {name: d[name] for name in (*cls.META, "tokens", "top_k_tokens")}
@@ -381,6 +388,8 @@ def _read_parquet(cls, path: Path) -> ScoreResult:
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(b"lightlens")
     meta = json.loads(raw) if raw is not None else {}
+    if cls is ScoreResult and meta.get("format") in ScoreResult.SUBCLASSES:  # e.g. a Generation
+        return _read_parquet(ScoreResult.SUBCLASSES[meta["format"]], path)
     if meta.get("format", cls.FORMAT) != cls.FORMAT or raw is None:
         raise ValueError(f"{path} is a Parquet file but not one written by {cls.__name__}.save")
     cols = table.to_pydict()
