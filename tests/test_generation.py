@@ -348,3 +348,26 @@ def test_uncalled_step_factory_is_named(tiny_gpt2):
         tiny_gpt2.generate("Hello", sampler=sampling.top_p)
     with pytest.raises(ValueError, match="stop must be a string"):
         tiny_gpt2.generate("Hello", stop=5)
+
+
+def test_generated_frequencies_match_the_samplers_distribution(tiny_llama):
+    """20,000 one-token generations (one batch, each row its own seeded stream) are distributed
+    as temperature 1.5 then top-20 of the model's next-token distribution, computed plainly."""
+    from test_sampling import chi_square_p
+
+    n = 20_000
+    sampler = sampling.Sampler.from_options(temperature=1.5, top_k=20)
+    gs = tiny_llama.generate("Hello world", max_new_tokens=1, sampler=sampler, seed=0, n=n, batch_size=n, top_k=0)
+    drawn = np.array([g.completion_ids[0] for g in gs])
+    g0 = gs[0]
+    ids = torch.tensor([([tiny_llama.tokenizer.bos_token_id] if g0.bos else [])
+                        + g0.token_ids[: g0.num_prompt_tokens].tolist()])
+    with torch.no_grad():
+        logits = tiny_llama.model(ids).logits[0, -1].double().numpy()
+    x = logits / 1.5
+    keep = x >= np.sort(x)[-20]
+    p = np.where(keep, np.exp(x - x.max()), 0.0)
+    p /= p.sum()
+    assert keep[drawn].all()
+    counts = np.bincount(drawn, minlength=len(p))[keep]
+    assert chi_square_p(counts, p[keep] * n) > 1e-3
