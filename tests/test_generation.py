@@ -2,6 +2,8 @@
 result's text/ids/offsets hold together, seeds reproduce, stops stop, bad input is refused."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -239,14 +241,14 @@ def test_branch_continues_from_an_alternative(tiny_llama):
         tiny_llama.branch(g, len(g), alt)
 
 
-def test_contrastive_decoding_runs_the_amateur(tiny_llama, tiny_gpt2, llama_dir):
+def test_contrastive_decoding_runs_the_amateur(tiny_llama, tiny_gpt2):
     # the expert against itself: every plausible token scores 0, so the draw is uniform over them
     same = sampling.Sampler(sampling.contrastive(tiny_llama, alpha=1.0, plausibility=0.1))
     g = tiny_llama.generate("Hello world", max_new_tokens=6, sampler=same, seed=0)
     gen = g.generated
     np.testing.assert_allclose(g.sampled_logprobs[gen], -np.log(g.kept[gen]), atol=1e-5)
     # another copy of the weights with fewer layers as the amateur: its cache follows the batch
-    amateur = lightlens.load(llama_dir)
+    amateur = copy.deepcopy(tiny_llama)  # lightlens.load(llama_dir) is the shared, cached model: never cut it
     amateur.model.model.layers = amateur.model.model.layers[:1]
     amateur.model.config.num_hidden_layers = 1
     cd = sampling.Sampler(sampling.contrastive(amateur, alpha=0.5, plausibility=0.05))
