@@ -373,3 +373,14 @@ def test_generated_frequencies_match_the_samplers_distribution(tiny_llama):
     assert keep[drawn].all()
     counts = np.bincount(drawn, minlength=len(p))[keep]
     assert chi_square_p(counts, p[keep] * n) > 1e-3
+
+
+def test_a_stream_closed_early_keeps_what_it_generated(tiny_llama):
+    stream = tiny_llama.stream(["Hello", "The cat"], max_new_tokens=10)
+    taken = [next(stream) for _ in range(6)]  # 3 steps of 2 rows
+    stream.close()
+    full = tiny_llama.generate(["Hello", "The cat"], max_new_tokens=10)
+    assert [g.finish_reason for g in stream.generations] == ["interrupted", "interrupted"]
+    for i, g in enumerate(stream.generations):
+        mine = [t.token_id for t in taken if t.index == i]
+        assert g.completion_ids.tolist() == mine == full[i].completion_ids[: len(mine)].tolist()

@@ -185,25 +185,36 @@ class GenerationStream:
             self._tokens = self._loop()
         return next(self._tokens)
 
+    def close(self) -> None:
+        """Stop generating; ``generations`` then holds what was generated so far (the unfinished
+        sequences with finish_reason "interrupted")."""
+        if self._tokens is not None:
+            self._tokens.close()
+
     def _loop(self) -> Iterator[GeneratedToken]:
         lm, size = self.lm, self.batch_size
         batches = range(0, len(self.encodings), size)
         show = len(batches) > 1 if self.progress is None else self.progress
         rows: list[_Row] = []
-        with tqdm(total=len(self.encodings) * self.max_new_tokens, unit="tok", desc="generating",
-                  disable=not show) as bar:
-            for a in batches:
-                batch = [_Row(e, s, TextPieces(lm.tokenizer, e.ids), torch.Generator().manual_seed(s))
-                         for e, s in zip(self.encodings[a:a + size], self.seeds[a:a + size])]
-                for token in _run(lm, batch, self.sampler, self.max_new_tokens, self.stops, self.top_k,
-                                  self.use_cache):
-                    token.index += a  # the sequence's number in the whole call, prompt-major
-                    bar.update(1)
-                    if self.strings:
-                        token.top_k_tokens = lm.token_strings(token.top_k_ids).tolist()
-                    yield token
-                rows += batch
-        self.generations = assemble(lm, rows, self.sampler)
+        batch: list[_Row] = []
+        try:
+            with tqdm(total=len(self.encodings) * self.max_new_tokens, unit="tok", desc="generating",
+                      disable=not show) as bar:
+                for a in batches:
+                    batch = [_Row(e, s, TextPieces(lm.tokenizer, e.ids), torch.Generator().manual_seed(s))
+                             for e, s in zip(self.encodings[a:a + size], self.seeds[a:a + size])]
+                    for token in _run(lm, batch, self.sampler, self.max_new_tokens, self.stops, self.top_k,
+                                      self.use_cache):
+                        token.index += a  # the sequence's number in the whole call, prompt-major
+                        bar.update(1)
+                        if self.strings:
+                            token.top_k_tokens = lm.token_strings(token.top_k_ids).tolist()
+                        yield token
+                    rows, batch = rows + batch, []
+        finally:  # a stream closed early (or interrupted) keeps what it generated
+            for r in batch:
+                r.finish_reason = r.finish_reason or "interrupted"
+            self.generations = assemble(lm, [r for r in rows + batch if r.prompt_stats is not None], self.sampler)
 
 
 def assemble(lm, rows: list[_Row], sampler: Sampler | None) -> list[Generation]:

@@ -17,7 +17,7 @@ import numpy as np
 from ..metrics import LN2
 from .score_result import _ARRAYS, _META, ScoreResult, _printable
 
-FINISH_REASONS = ("length", "eos", "stop", "context")
+FINISH_REASONS = ("length", "eos", "stop", "context", "interrupted")
 
 
 @dataclass
@@ -66,9 +66,9 @@ class Generation(ScoreResult):
     ``text`` is prompt + completion, ``num_prompt_tokens`` how many of ``tokens`` are the
     prompt's, ``completion`` the generated text. ``finish_reason``: "length" (``max_new_tokens``
     reached), "eos" (the model's end-of-sequence token, kept as the last token: it covers no
-    characters), "stop" (a stop string appeared; the text keeps it) or "context" (the model's
-    context is full). ``sampler`` describes the sampler ("greedy" when none was given) and
-    ``seed`` is the seed that reproduces the draws.
+    characters), "stop" (a stop string appeared; the text keeps it), "context" (the model's
+    context is full) or "interrupted" (a stream closed before the end). ``sampler`` describes
+    the sampler ("greedy" when none was given) and ``seed`` is the seed that reproduces the draws.
 
     Example:
         >>> g = lightlens.generate("Hello", model=tiny, max_new_tokens=4)
