@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
     g.add_argument("--bos", choices=BOS, default="auto",
                    help="put a BOS token before the prompt: auto follows the tokenizer (default auto)")
+    g.add_argument("--retries", type=int, help="a server: retries of a failed request (default 5)")
+    g.add_argument("--timeout", type=float, help="a server: seconds to wait for each answer (default 120)")
     g.add_argument("--json", action="store_true", help="print the Generation as JSON instead of a table")
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
 
@@ -260,6 +262,11 @@ def _check_options(args) -> None:
         check_max_tokens(args.max_tokens)
     if getattr(args, "batch_size", None) is not None:
         check_int("--batch-size", args.batch_size, minimum=1)
+    _check_server_options(args)
+
+
+def _check_server_options(args) -> None:
+    """``--retries`` and ``--timeout``, checked before any model is loaded."""
     if args.retries is not None:
         check_int("--retries", args.retries, minimum=0)
     if args.timeout is not None and not args.timeout > 0:
@@ -382,25 +389,23 @@ def _divergence(args):
 
 def _generate(args):
     import lightlens
-    from .models.scorer import get_model
-    from .remote import connect, is_remote
     from .sampling import Sampler, mirostat_v2
 
     if (args.prompt is None) == (args.file is None):
         raise ValueError("give the prompt as an argument or with -f FILE (one of the two)")
     check_top_k(args.alternatives)
+    check_int("--max-new-tokens", args.max_new_tokens, minimum=0)
+    check_int("--seed", args.seed, minimum=0, none=True)
+    _check_server_options(args)
     options = {k: getattr(args, k) for k in SAMPLER_OPTIONS if getattr(args, k) is not None}
     sampler = Sampler.from_options(**options) if options else None
     if args.mirostat is not None:
         sampler = (sampler or Sampler()) | Sampler(mirostat_v2(args.mirostat, args.mirostat_eta))
-    if is_remote(args.model) and (args.device or args.dtype):
-        raise ValueError("--device and --dtype cannot apply to a server (it runs the model its own way)")
     if args.prompt is not None:
         prompt = decode_utf8(args.prompt.encode("utf-8", "surrogateescape"), "the prompt argument")
     else:
         prompt = decode_utf8(sys.stdin.buffer.read(), "stdin") if args.file == "-" else read_text(args.file)
-    model = connect(args.model) if is_remote(args.model) else get_model(args.model, device=args.device,
-                                                                         dtype=args.dtype)
+    model = _model(args)
     g = lightlens.generate(prompt, model=model, max_new_tokens=args.max_new_tokens, sampler=sampler,
                            seed=args.seed, stop=args.stop, top_k=args.alternatives, bos=BOS[args.bos])
     if args.json:

@@ -384,3 +384,17 @@ def test_a_stream_closed_early_keeps_what_it_generated(tiny_llama):
     for i, g in enumerate(stream.generations):
         mine = [t.token_id for t in taken if t.index == i]
         assert g.completion_ids.tolist() == mine == full[i].completion_ids[: len(mine)].tolist()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-new-tokens", "-1"], "--max-new-tokens must be an int >= 0"),
+    (["--retries", "1"], "--retries and --timeout are for a server model"),
+    (["--top-p", "2"], "top_p must be in (0, 1]"),
+])
+def test_cli_generate_errors_are_one_line(gpt2_dir, args, message):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "lightlens", "generate", "Hi", "--model", str(gpt2_dir), *args],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1

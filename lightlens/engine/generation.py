@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..kernels import token_stats
+from ..kernels import TokenStats, token_stats
 from ..options import check_int, check_stop, check_top_k
 from ..results.generation import Generation, GeneratedToken
 from ..sampling import Sampler, SamplerState, Step
 from ..text.tokens import Encoding, encode_many
 from .decoding import IncrementalModel
-from .scoring import gc_paused
+from .scoring import encoding_of, gc_paused
 
 
 def check_generation_options(*, max_new_tokens, top_k, n, seed, stop, sampler) -> tuple:
@@ -102,7 +102,7 @@ class _Row:
     generator: torch.Generator
     steps: list[GeneratedToken] = field(default_factory=list)
     finish_reason: str | None = None
-    prompt_stats: tuple | None = None
+    prompt_stats: TokenStats | None = None  # numpy arrays, one row per scored prompt token
 
 
 def row_seeds(seed: int | None, prompts: int, n: int) -> list[int]:
@@ -392,7 +392,7 @@ def _score_prompts(model: IncrementalModel, rows: list[_Row], width: int, top_k:
     start = 0
     for r in rows:
         m = len(r.enc.ids) - 1
-        r.prompt_stats = tuple(s[start:start + m] for s in stats)
+        r.prompt_stats = TokenStats(*(s[start:start + m] for s in stats))
         start += m
 
 
@@ -436,7 +436,7 @@ class _Companions:
 
 
 def _top_ids(r: _Row) -> np.ndarray:
-    prompt_top = r.prompt_stats[4]
+    prompt_top = r.prompt_stats.top_k_ids
     gen_top = np.stack([t.top_k_ids for t in r.steps]) if r.steps else np.zeros((0, prompt_top.shape[1]), np.int64)
     lead = np.full((len(r.enc.offsets) - len(prompt_top), prompt_top.shape[1]), -1, np.int64)
     return np.concatenate([lead, prompt_top, gen_top])
@@ -449,9 +449,9 @@ def _generation(r: _Row, info: dict, sampler: str, top_strings: list) -> Generat
     pieces = [t.text for t in steps]
     if pieces:
         pieces[-1] += last
-    m, k = len(enc.offsets), r.prompt_stats[5].shape[1]
-    lead = m - len(r.prompt_stats[0])  # the unscored first token (no BOS)
     logprob, lse, entropy, rank, top_ids, top_lps = r.prompt_stats
+    m, k = len(enc.offsets), top_ids.shape[1]
+    lead = m - len(logprob)  # the unscored first token (no BOS)
 
     def column(prompt_part, fill, of_step, dtype):
         head = np.full((lead, *prompt_part.shape[1:]), fill, dtype)
@@ -498,6 +498,6 @@ def branch_prompt(lm, g: Generation, position: int, token_id: int) -> Encoding:
         raise ValueError(f"token_id {token_id} is outside the model's vocabulary of {lm.vocab_size}")
     piece = str(lm.token_strings(np.array([token_id]))[0])
     start = int(g.offsets[position, 0])
-    ids = np.concatenate([[lm.tokenizer.bos_token_id] if g.bos else [], g.token_ids[:position], [token_id]])
+    before = encoding_of(lm, g).ids[: position + int(g.bos)]
     offsets = np.concatenate([g.offsets[:position], [[start, start + len(piece)]]]).astype(np.int64)
-    return Encoding(g.text[:start] + piece, ids.astype(np.int64), offsets, g.bos)
+    return Encoding(g.text[:start] + piece, np.append(before, token_id), offsets, g.bos)
