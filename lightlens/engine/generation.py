@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..kernels import TokenStats, token_stats
 from ..options import check_int, check_stop, check_top_k
-from ..results.generation import Generation, GeneratedToken
+from ..results.generation import Generation, GeneratedToken, extend_offsets
 from ..sampling import Sampler, SamplerState, Step
 from ..text.tokens import Encoding, encode_many
 from .decoding import IncrementalModel
@@ -458,14 +458,13 @@ def _generation(r: _Row, info: dict, sampler: str, top_strings: list) -> Generat
         tail = np.array([of_step(t) for t in steps], dtype).reshape(len(steps), *prompt_part.shape[1:])
         return np.concatenate([head, prompt_part.astype(dtype), tail])
 
-    spans = np.cumsum([0, *map(len, pieces)]) + len(enc.text)
     n = m + len(steps)
     gen_nan = lambda of_step: np.concatenate([np.full(m, np.nan, np.float32),  # noqa: E731
                                               np.array([of_step(t) for t in steps], np.float32)])
     return Generation(
         text=enc.text + "".join(pieces), tokens=enc.tokens + pieces,
         token_ids=np.concatenate([enc.text_ids, [t.token_id for t in steps]]).astype(np.int64),
-        offsets=np.concatenate([enc.offsets, np.stack([spans[:-1], spans[1:]], 1)]).reshape(n, 2),
+        offsets=extend_offsets(enc.offsets, len(enc.text), pieces),
         logprobs=column(logprob, np.nan, lambda t: t.logprob, np.float32),
         logsumexp=column(lse, np.nan, lambda t: t.logsumexp, np.float32),
         entropy=column(entropy, np.nan, lambda t: t.entropy, np.float32),

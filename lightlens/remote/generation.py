@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import RemoteResponseError
-from ..results.generation import Generation
+from ..results.generation import Generation, extend_offsets
 from ..results.score_result import ScoreResult
 from .align import is_special
 from .formats import guarded
@@ -424,13 +424,12 @@ def to_generation(prompt: ScoreResult, tokens: GeneratedTokens, info: dict, top_
             same = tid == ids[i] if tid is not None and ids[i] >= 0 else piece == tokens.pieces[i]
             if same and ranks[i] < 0:
                 ranks[i] = j + 1
-    spans = np.cumsum([0, *map(len, tokens.pieces)]) + len(prompt.text)
     k_prompt = prompt.top_k_ids.shape[1]
     pad = lambda a, fill: np.concatenate([a, np.full((m, top_k - k_prompt), fill, a.dtype)], 1)[:, :top_k]  # noqa: E731
     return Generation(
         text=prompt.text + "".join(tokens.pieces), tokens=[*prompt.tokens, *tokens.pieces],
         token_ids=np.concatenate([prompt.token_ids, ids]),
-        offsets=np.concatenate([prompt.offsets, np.stack([spans[:-1], spans[1:]], 1)]).reshape(m + n, 2),
+        offsets=extend_offsets(prompt.offsets, len(prompt.text), tokens.pieces),
         logprobs=np.concatenate([prompt.logprobs, np.array(tokens.logprobs, np.float32)]),
         entropy=np.concatenate([prompt.entropy, np.full(n, np.nan, np.float32)]),
         ranks=np.concatenate([prompt.ranks, ranks]),

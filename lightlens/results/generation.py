@@ -20,6 +20,17 @@ from .score_result import _ARRAYS, _META, ScoreResult, _printable
 FINISH_REASONS = ("length", "eos", "stop", "context", "interrupted")
 
 
+def extend_offsets(offsets: np.ndarray, start: int, pieces: list[str]) -> np.ndarray:
+    """``offsets`` [m, 2] followed by the spans of ``pieces`` laid end to end from character
+    ``start`` (a completion after its prompt).
+
+    >>> extend_offsets(np.array([[0, 5]]), 5, [" a", "", "b"]).tolist()
+    [[0, 5], [5, 7], [7, 7], [7, 8]]
+    """
+    ends = np.cumsum([0, *map(len, pieces)]) + start
+    return np.concatenate([np.asarray(offsets, np.int64).reshape(-1, 2), np.stack([ends[:-1], ends[1:]], 1)])
+
+
 @dataclass
 class GeneratedToken:
     """One generated token as it is chosen (what ``lm.stream`` yields): which sequence
