@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .common import CHUNK_BYTES, TokenStats, cat_stats, split_targets
+from .workspace import workspace
 
 MAX_TILE_ROWS = 2048
 
@@ -34,9 +35,10 @@ def tile_shape(rows: int, v: int, tile_bytes: int = CHUNK_BYTES) -> tuple[int, i
     return r, max(1, min(v, max(64, tile_bytes // (4 * r))))
 
 
-def flat_buffer(rows: int, cols: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """A reusable buffer of ``rows * cols`` elements; :func:`tile` views it contiguously."""
-    return torch.empty(rows * cols, dtype=dtype, device=device)
+def flat_buffer(name: str, rows: int, cols: int, device=None) -> torch.Tensor:
+    """The float32 work buffer ``name`` of ``rows * cols`` elements, kept between calls
+    (:mod:`.workspace`); :func:`tile` views it contiguously."""
+    return workspace(name, rows * cols, device=device)
 
 
 def tile(buffer: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -63,7 +65,7 @@ class OnlineStats:
 
     def __init__(self, *, rows: int, width: int, top_k: int, device=None):
         self.k = top_k
-        self._work = flat_buffer(rows, width, device=device)  # comparisons, then exponentials
+        self._work = flat_buffer("online.work", rows, width, device=device)  # comparisons, then exponentials
 
     def begin(self, target_logit: torch.Tensor, targets: torch.Tensor, ignored: torch.Tensor) -> None:
         """Start a block of rows: their target logits, target ids and which rows have none."""
@@ -175,7 +177,7 @@ def fold_tiles(t: int, v: int, targets: torch.Tensor, top_k: int, *, ignore_inde
     """
     rows, cols = tile_shape(t, v, chunk_bytes)
     acc = OnlineStats(rows=rows, width=cols, top_k=top_k, device=device)
-    buffer = flat_buffer(rows, cols, device=device)
+    buffer = flat_buffer("online.tile", rows, cols, device=device)
     parts = []
     for r0 in range(0, t, rows):
         r1 = min(t, r0 + rows)

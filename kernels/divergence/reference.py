@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 
 from ..common import IGNORE_INDEX, split_targets
+from ..workspace import workspace
 
 DIVERGENCE_BYTES = 8 * 2**20  # one float32 [rows, V] block per model and temporary (~40 rows at V = 49,152)
 
@@ -132,8 +133,8 @@ def _masked_sum(weight: torch.Tensor, value: torch.Tensor, where: torch.Tensor) 
 
 def _block(xp_raw, xq_raw, targets, k: int, ignore_index: int):
     safe, ignored = split_targets(targets, ignore_index)
-    xp, xq = xp_raw.float(), xq_raw.float()
-    work = torch.empty_like(xp)
+    xp, xq = (x if x.dtype == torch.float32 else _buffer(name, x).copy_(x) for name, x in (("xp", xp_raw), ("xq", xq_raw)))
+    work = _buffer("work", xp)
     t_p, t_q = xp.gather(1, safe[:, None]), xq.gather(1, safe[:, None])
     # counted as float32 sums of 0/1 in the work buffer (exact below 2^24; vectorises where bools do not)
     ranks = [(torch.gt(x, t, out=work).sum(1).long() + 1).masked_fill(ignored, 0) for x, t in ((xp, t_p), (xq, t_q))]
@@ -162,12 +163,18 @@ def _block(xp_raw, xq_raw, targets, k: int, ignore_index: int):
     return (*out_f, *lp, *ranks, *tops, ip, vp, iq, vq)
 
 
-def _normalise(x: torch.Tensor):
+def _buffer(name: str, like: torch.Tensor) -> torch.Tensor:
+    """A float32 work buffer shaped like ``like`` [R, V], reused from block to block (:mod:`..workspace`)."""
+    return workspace(f"divergence.{name}", like.numel(), device=like.device).view(like.shape)
+
+
+def _normalise(x: torch.Tensor, side: str):
     """(lse [R], log-probabilities [R, V], probabilities [R, V]) of float32 logits, with one
-    exp an entry: p = exp(x − m) / s, log p = x − m − log s, lse = m + log s."""
+    exp an entry: p = exp(x − m) / s, log p = x − m − log s, lse = m + log s (both [R, V] in
+    the side's work buffers)."""
     m = x.amax(1, keepdim=True)
-    logp = torch.sub(x, m)
-    p = torch.exp(logp)
+    logp = torch.sub(x, m, out=_buffer(f"logp_{side}", x))
+    p = torch.exp(logp, out=_buffer(f"p_{side}", x))
     s = p.sum(1, keepdim=True)
     p.div_(s)
     log_s = s.log_()
@@ -196,12 +203,12 @@ def _fast_terms(xp, xq, w):
     few passes, one exp a row and model. JS uses
     ``p·f(−D) + q·f(D) = (p + q)·f(−D) − q·D`` with f(−D) = −log1p(expm1(−D) / 2), reusing
     KL's expm1(−D)."""
-    (lse_p, lp, p), (lse_q, lq, q) = _normalise(xp), _normalise(xq)
-    D = torch.sub(xp, xq).sub_((lse_p - lse_q)[:, None])
+    (lse_p, lp, p), (lse_q, lq, q) = _normalise(xp, "p"), _normalise(xq, "q")
+    D = torch.sub(xp, xq, out=_buffer("D", xp)).sub_((lse_p - lse_q)[:, None])
     lo, hi = D.aminmax()
     if not (float(lo.min()) >= -30.0 and float(hi.max()) <= 30.0):
         return None
-    e = torch.neg(D).expm1_()  # expm1(−D); ``w``: a work buffer
+    e = torch.neg(D, out=_buffer("e", xp)).expm1_()  # expm1(−D); ``w``: a work buffer
     P = _Side(lse_p, lp, p, -_dot(p, lp, w))
     Q = _Side(lse_q, lq, q, -_dot(q, lq, w))
     kl = _dot(p, torch.add(e, D, out=w), w)  # Σ p·(D + expm1(−D))

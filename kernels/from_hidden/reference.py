@@ -25,12 +25,17 @@ def head_logits(
     bias: torch.Tensor | None = None,
     logit_scale: float | None = None,
     softcap: float | None = None,
+    *,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The logits an LM head computes: ``softcap·tanh((h Wᵀ + b)·scale / softcap)``, float32.
+    """The logits an LM head computes: ``softcap·tanh((h Wᵀ + b)·scale / softcap)``, float32
+    [T, V]; written into ``out`` (a float32 [T, V] buffer the caller reuses) when given.
 
     >>> head_logits(torch.ones(1, 2), torch.eye(2), softcap=1.0).tolist() == [[0.7615941762924194] * 2]
     True
     """
+    if out is not None:
+        return _head_tile(hidden.to(weight.dtype), weight, bias, out, logit_scale, softcap)
     x = (hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)).float()
     return head_transform(x, logit_scale, softcap)
 

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..kernels.divergence import divergence_stats
+from ..kernels.workspace import workspace
 from ..options import check_bos, check_top_k, check_window_options
 from ..results.divergence import Divergence
 from ..text.tokens import Encoding, encode_many
@@ -81,14 +82,20 @@ def _blocks(lm) -> int:
 
 
 @torch.inference_mode()
-def row_logits(lm, batch, *, method: str = "auto") -> Callable[[int, int], torch.Tensor]:
+def row_logits(lm, batch, *, method: str = "auto", buffer: str | None = None) -> Callable[[int, int], torch.Tensor]:
     """The logits of a batch's predicting rows, as a function of a row range ``(a, b)`` → [b - a, V]:
     from the last hidden state through the verified head (float32), or from the model's logits
-    (its dtype) when the head is of another kind or ``method="logits"``."""
+    (its dtype) when the head is of another kind or ``method="logits"``. With ``buffer``, each
+    block is written into that reused :func:`~lightlens.kernels.workspace.workspace` (so it is
+    valid only until the next call: for a caller that is done with a block before the next)."""
     head = lm.head if method != "logits" else None
     if head is not None:
         hidden = picked_hidden(lm, batch, head)
-        return lambda a, b: head.logits(hidden[a:b])
+        if buffer is None:
+            return lambda a, b: head.logits(hidden[a:b])
+        v = head.weight.shape[0]
+        return lambda a, b: head.logits(hidden[a:b], out=workspace(buffer, (b - a) * v, device=hidden.device)
+                                        .view(b - a, v))
     logits = picked_logits(lm, batch)
     return lambda a, b: logits[a:b]
 
@@ -143,8 +150,9 @@ def divergence_texts(
     with tqdm(total=total, unit="tok", desc="comparing", disable=not (len(batches) > 1 if progress is None else progress)) as bar:
         for batch in batches:
             q_batch = batch_inputs(model, batch)
-            p_rows = base.rows(batch) if from_file else row_logits(base, batch_inputs(base, batch), method=method)
-            q_rows = row_logits(model, q_batch, method=method)
+            p_rows = (base.rows(batch) if from_file else
+                      row_logits(base, batch_inputs(base, batch), method=method, buffer="divergence.logits_p"))
+            q_rows = row_logits(model, q_batch, method=method, buffer="divergence.logits_q")
             targets = q_batch.targets
             n = len(targets)
             parts = [divergence_stats(p_rows(a, min(a + rows, n)).to(targets.device), q_rows(a, min(a + rows, n)),

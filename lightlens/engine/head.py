@@ -22,9 +22,10 @@ class Head:
     logit_scale: float | None = None
     softcap: float | None = None
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of hidden states [N, D] (for checks; scoring never calls this on all rows)."""
-        return head_logits(hidden, self.weight, self.bias, self.logit_scale, self.softcap)
+    def logits(self, hidden: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Float32 logits [N, V] of hidden states [N, D] (for checks and blocks of rows; scoring
+        never calls this on all rows), into the float32 buffer ``out`` when given."""
+        return head_logits(hidden, self.weight, self.bias, self.logit_scale, self.softcap, out=out)
 
     def stats(self, hidden: torch.Tensor, targets: torch.Tensor, top_k: int) -> TokenStats:
         """Token statistics of ``self.logits(hidden)`` [N, V] without materialising them."""

@@ -1,0 +1,47 @@
+"""Work buffers kept between calls (kernels/workspace.py): reused, grown, per thread, and never
+aliased by what the ops return."""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from lightlens.kernels import divergence_stats_reference, fused_token_stats_reference
+from lightlens.kernels.workspace import release, workspace
+
+
+def test_reused_then_grown():
+    release()
+    a = workspace("t", 100)
+    assert workspace("t", 50).data_ptr() == a.data_ptr()  # smaller: the same memory
+    b = workspace("t", 1000)
+    assert b.numel() == 1000 and workspace("t", 100).data_ptr() == b.data_ptr()
+    assert workspace("t", 10, dtype=torch.int64).data_ptr() != b.data_ptr()  # another dtype, another buffer
+
+
+def test_each_thread_has_its_own():
+    mine = workspace("t", 10).data_ptr()
+    theirs = []
+    th = threading.Thread(target=lambda: theirs.append(workspace("t", 10).data_ptr()))
+    th.start()
+    th.join()
+    assert theirs[0] != mine
+
+
+def test_results_do_not_alias_the_buffers():
+    """A second call overwrites the buffers; the first call's statistics must not change."""
+    g = torch.Generator().manual_seed(0)
+    h1, h2 = torch.randn(40, 8, generator=g), torch.randn(40, 8, generator=g)
+    w = torch.randn(300, 8, generator=g)
+    y = torch.randint(0, 300, (40,), generator=g)
+    first = fused_token_stats_reference(h1, w, y, 5, chunk_bytes=4096)
+    kept = [t.clone() for t in first]
+    fused_token_stats_reference(h2, w, y, 5, chunk_bytes=4096)
+    assert all(torch.equal(a, b) for a, b in zip(first, kept))
+
+    xp, xq = h1 @ w.T, h2 @ w.T
+    d1 = divergence_stats_reference(xp, xq, y, 3, block_bytes=4096)
+    kept = [t.clone() for t in d1]
+    divergence_stats_reference(xq, xp, y, 3, block_bytes=4096)
+    assert all(torch.equal(a, b) for a, b in zip(d1, kept))
+    assert torch.equal(xp, h1 @ w.T)  # the caller's logits are not overwritten
