@@ -72,7 +72,9 @@ def _worker(side: str, data: str, tokens: int, window: int, threads: int = 0) ->
     p, q = _models()
     text = load_text(p, data, tokens)
     ids = torch.tensor([p.tokenizer(text, add_special_tokens=False)["input_ids"]])
-    lightlens.divergence(WARM_TEXT, base=p, model=q, progress=False)  # head checks, first kernels
+    # head checks, first kernels; and on every side the malloc settings lightlens.divergence makes
+    # (lightlens.engine.allocator), so the forward passes and the loop run with them too
+    lightlens.divergence(WARM_TEXT, base=p, model=q, progress=False)
     plain_loop((p.model, q.model), ids[:, :16], window)
     mean_kl = float("nan")
     with PeakRSS() as mem:

@@ -38,7 +38,8 @@ def workspace(name: str, numel: int, *, dtype: torch.dtype = torch.float32, devi
     buf = buffers.get(key)
     if buf is None or buf.numel() < numel:
         buffers.pop(key, None)  # free the smaller one first: the peak is the new size, not both
-        buf = buffers[key] = torch.empty(numel, dtype=dtype, device=key[2])
+        with torch.inference_mode(False):  # a normal tensor, usable in and out of inference mode
+            buf = buffers[key] = torch.empty(numel, dtype=dtype, device=key[2])
     return buf[:numel]
 
 

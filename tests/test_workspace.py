@@ -1,12 +1,14 @@
-"""Work buffers kept between calls (kernels/workspace.py): reused, grown, per thread, and never
-aliased by what the ops return."""
+"""Work buffers kept between calls (kernels/workspace.py), reused, grown, per thread and never
+aliased by what the ops return; and the block-maxima top-k of wide rows."""
 from __future__ import annotations
 
 import threading
 
+import pytest
 import torch
 
 from lightlens.kernels import divergence_stats_reference, fused_token_stats_reference
+from lightlens.kernels.common import top_k_rows
 from lightlens.kernels.workspace import release, workspace
 
 
@@ -45,3 +47,31 @@ def test_results_do_not_alias_the_buffers():
     divergence_stats_reference(xq, xp, y, 3, block_bytes=4096)
     assert all(torch.equal(a, b) for a, b in zip(d1, kept))
     assert torch.equal(xp, h1 @ w.T)  # the caller's logits are not overwritten
+
+
+@pytest.mark.parametrize("v", [1024, 49152, 50257, 3000])
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_top_k_rows_is_topk(v, k):
+    """Block-maxima top-k: the same values as torch.topk, and ids that hold those values,
+    for V a multiple of the block or not, with ties, -inf and a lone best in the tail."""
+    g = torch.Generator().manual_seed(v + k)
+    x = torch.randn(9, v, generator=g).mul_(3)
+    x[1] = torch.randint(0, 4, (v,), generator=g).float()  # many ties
+    x[2, : v // 2] = float("-inf")
+    x[3, -1] = 100.0  # the best entry in the last, partial block
+    x[4, ::64] = 50.0 + torch.arange(len(x[4, ::64])).float() / 1000  # one winner per block, ascending
+    vals, ids = top_k_rows(x, k)
+    want_vals, _ = x.topk(k, 1)
+    assert torch.equal(vals, want_vals)
+    assert torch.equal(x.gather(1, ids), vals)
+    assert all(len(set(row)) == k for row in ids.tolist())  # no column twice
+
+
+def test_made_in_inference_mode_works_outside():
+    """A buffer first made inside torch.inference_mode() is still writable outside it."""
+    release()
+    x = torch.tensor([[0.0, 1.0, 2.0]])
+    with torch.inference_mode():
+        inside = fused_token_stats_reference(torch.eye(3), x.T.repeat(1, 3), torch.tensor([1, 2, 0]), 2)
+    outside = fused_token_stats_reference(torch.eye(3), x.T.repeat(1, 3), torch.tensor([1, 2, 0]), 2)
+    assert torch.equal(inside.logprob, outside.logprob)

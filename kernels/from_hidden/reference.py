@@ -8,6 +8,7 @@ import torch
 
 from ..common import CHUNK_BYTES, IGNORE_INDEX, TokenStats
 from ..online import fold_tiles
+from ..workspace import workspace
 
 
 def head_transform(x: torch.Tensor, logit_scale: float | None, softcap: float | None) -> torch.Tensor:
@@ -81,5 +82,6 @@ def _head_tile(h, w, b, out, logit_scale, softcap) -> torch.Tensor:
     if h.dtype == torch.float32:
         torch.mm(h, w.T, out=out) if b is None else torch.addmm(b.float(), h, w.T, out=out)
     else:  # half precision: the matmul in the weights' dtype, as the model's head does it
-        out.copy_(h @ w.T if b is None else torch.addmm(b, h, w.T))
+        half = workspace("head.half", out.numel(), dtype=h.dtype, device=h.device).view(out.shape)
+        out.copy_(torch.mm(h, w.T, out=half) if b is None else torch.addmm(b, h, w.T, out=half))
     return head_transform(out, logit_scale, softcap)

@@ -27,6 +27,7 @@ from ..options import check_bos, check_top_k, check_window_options
 from ..results.divergence import Divergence
 from ..text.tokens import Encoding, encode_many
 from ..text.windows import Window, plan_windows
+from .allocator import keep_freed_blocks
 from .scoring import batch_inputs, gc_paused, make_batches, picked_hidden, picked_logits, window_sizes
 
 BLOCK_BYTES = 32 * 2**20  # float32 logits of one block of rows, per model (CPU); GPUs take 32x more
@@ -142,6 +143,8 @@ def divergence_texts(
                                  "(per character) for models whose tokenizers differ")
     docs = [_Text(enc, plan_windows(len(enc.ids), max_length=length, stride=step), top_k) for enc in encs]
     jobs = sorted(((d, w) for d in docs for w in d.windows), key=lambda j: j[1].begin - j[1].end)
+    if model.device.type == "cpu":
+        keep_freed_blocks()  # two forward passes a window: reuse their freed blocks (:mod:`.allocator`)
     if batch_tokens is None:
         batch_tokens = 2048 if model.device.type == "cpu" else 32768
     batches = make_batches(jobs, len(jobs), batch_tokens)

@@ -11,8 +11,6 @@ gives the same text alone or in a batch (up to the float rounding of batched mat
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 import inspect
 import secrets
 import warnings
@@ -28,6 +26,7 @@ from ..options import check_int, check_stop, check_top_k
 from ..results.generation import Generation, GeneratedToken, extend_offsets
 from ..sampling import Sampler, SamplerState, Step
 from ..text.tokens import Encoding, encode_many
+from .allocator import release_freed_memory
 from .decoding import IncrementalModel
 from .scoring import encoding_of, gc_paused
 
@@ -282,28 +281,6 @@ def _run(lm, rows: list[_Row], sampler: Sampler | None, max_new_tokens: int, sto
 
 
 TRIM_EVERY = 8  # steps between two release_freed_memory() calls on CPU
-
-
-@functools.lru_cache(maxsize=1)
-def _glibc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (macOS, musl, Windows): nothing to release
-        return None
-
-
-def release_freed_memory() -> None:
-    """Give freed heap pages back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
-
-    A sampler's [B, V] temporaries (sorts, float64 sums) are freed every step, but once glibc
-    has raised its mmap threshold they come from the heap and their freed pages stay resident:
-    measured +200 MB at batch 8 over 128 steps of SmolLM2. Trimming every :data:`TRIM_EVERY`
-    steps bounds that by a few steps' worth of temporaries.
-    """
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 def _choose(logits, sampler, rows, ids, mask, lengths, step, memory, companions):
