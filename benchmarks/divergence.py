@@ -2,9 +2,10 @@
 
 The default model (SmolLM2-135M from the default GGUF) in float32 as the base and in bfloat16
 as the other model (the same weights: a precision comparison), on the first 8,192 tokens of
-WikiText-2 in disjoint 2,048-token windows. Every side runs in a fresh process with both
-models loaded and warmed on a short text first; its time is the first call's, its memory the
-peak RSS sampled every 2 ms during the call minus the RSS before it (:mod:`.memory`):
+WikiText-2 in disjoint 2,048-token windows, both models loaded and warmed on a short text
+first. Times: the sides take turns in one fresh process, lightlens first; memory: each side's
+first call in a fresh process of its own, the peak RSS sampled every 2 ms minus the RSS before
+it (:mod:`.memory`):
 
   forward     both models' forward passes alone (``model(w).logits``, nothing kept): the floor
   loop        the plain loop: both models' float32 ``log_softmax`` of each window, then
@@ -61,14 +62,14 @@ def plain_loop(models, ids, window: int) -> float:
     return float(torch.cat(kls).double().mean())
 
 
-def _worker(side: str, data: str, tokens: int, window: int, threads: int = 0) -> dict:
+def _setup(data: str, tokens: int, window: int, threads: int):
+    """Both models loaded and warmed, the text and its ids."""
     import torch
 
     import lightlens
 
     if threads:
         torch.set_num_threads(threads)
-
     p, q = _models()
     text = load_text(p, data, tokens)
     ids = torch.tensor([p.tokenizer(text, add_special_tokens=False)["input_ids"]])
@@ -76,20 +77,44 @@ def _worker(side: str, data: str, tokens: int, window: int, threads: int = 0) ->
     # (lightlens.engine.allocator), so the forward passes and the loop run with them too
     lightlens.divergence(WARM_TEXT, base=p, model=q, progress=False)
     plain_loop((p.model, q.model), ids[:, :16], window)
-    mean_kl = float("nan")
+    return p, q, text, ids
+
+
+def _call(side: str, p, q, text: str, ids, window: int) -> float:
+    """One side's work over the whole text; the mean KL where it computes one."""
+    import lightlens
+
+    if side == "lightlens":
+        d = lightlens.divergence(text, base=p, model=q, max_length=window, stride=window, top_k=5, progress=False)
+        return d.stats()["mean_kl"]
+    if side == "loop":
+        return plain_loop((p.model, q.model), ids, window)
+    forward_only((p.model, q.model), ids, window)
+    return float("nan")
+
+
+def _memory_worker(side: str, data: str, tokens: int, window: int, threads: int) -> dict:
+    """One side's first call in this fresh process, its resident memory sampled every 2 ms."""
+    p, q, text, ids = _setup(data, tokens, window, threads)
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        if side == "lightlens":
-            d = lightlens.divergence(text, base=p, model=q, max_length=window, stride=window, top_k=5,
-                                     progress=False)
-            mean_kl = d.stats()["mean_kl"]
-        elif side == "loop":
-            mean_kl = plain_loop((p.model, q.model), ids, window)
-        else:
-            forward_only((p.model, q.model), ids, window)
+        mean_kl = _call(side, p, q, text, ids, window)
         seconds = time.perf_counter() - t0
-    return {"side": side, "tokens": int(ids.shape[1]), "seconds": seconds, "mean_kl": mean_kl,
+    return {"side": side, "tokens": int(ids.shape[1]), "seconds_while_sampling": seconds, "mean_kl": mean_kl,
             "extra_mb": (mem.peak - mem.base) / 2**20, "rss_base_mb": mem.base / 2**20}
+
+
+def _timing_worker(data: str, tokens: int, window: int, threads: int, rounds: int) -> dict:
+    """Every side ``rounds`` times in this one fresh process, lightlens first in each round (its
+    first call is the process's first), nothing sampling: seconds per side and round."""
+    p, q, text, ids = _setup(data, tokens, window, threads)
+    times: dict[str, list[float]] = {s: [] for s in ("lightlens", "forward", "loop")}
+    for _ in range(rounds):
+        for side in times:
+            t0 = time.perf_counter()
+            _call(side, p, q, text, ids, window)
+            times[side].append(time.perf_counter() - t0)
+    return times
 
 
 def in_fresh_process(*args: str) -> dict:
@@ -101,20 +126,22 @@ def in_fresh_process(*args: str) -> dict:
 
 def run(data: str = str(DEFAULT_DATA), tokens: int = 8192, window: int = 2048, runs: int = 1,
         threads: int = 0) -> dict:
-    """Every side ``runs`` times in fresh processes, interleaved; the medians and the ratios.
+    """Time: every side ``runs`` times in one fresh process, interleaved round by round, so the
+    ratios compare calls in one run (between fresh processes alone the same call varied by
+    ±5% here). Memory: each side's first call in a fresh process of its own, sampled (a thread
+    reading /proc every 2 ms, which takes CPU time from the work, so those times are not used).
     ``threads``: torch's intra-op threads in each (0: torch's default)."""
-    found: dict[str, list[dict]] = {s: [] for s in SIDES}
-    for _ in range(runs):
-        for side in SIDES:
-            found[side].append(in_fresh_process("side", side, data, str(tokens), str(window), str(threads)))
-    sides = {s: {**rs[0], "seconds": statistics.median(r["seconds"] for r in rs),
-                 "extra_mb": statistics.median(r["extra_mb"] for r in rs),
-                 "runs": [{k: r[k] for k in ("seconds", "extra_mb")} for r in rs]} for s, rs in found.items()}
+    args = (data, str(tokens), str(window), str(threads))
+    times = in_fresh_process("times", *args, str(runs))
+    memory = {side: in_fresh_process("memory", side, *args) for side in SIDES}
+    sides = {s: {**memory[s], "seconds": statistics.median(times[s]), "runs": times[s]} for s in SIDES}
+    per_round = [a / b for a, b in zip(times["lightlens"], times["forward"])]
     ours = sides["lightlens"]
     return {**environment(), "setup": {"tokens": tokens, "window": window, "runs": runs, "top_k": 5,
                                        "threads": threads or "default",
                                        "base": "float32", "model": "bfloat16", "data": Path(data).name},
             "sides": sides, "time_over_forward": ours["seconds"] / sides["forward"]["seconds"],
+            "time_over_forward_per_round": per_round,
             "time_over_loop": ours["seconds"] / sides["loop"]["seconds"],
             "extra_memory_over_loop": ours["extra_mb"] / sides["loop"]["extra_mb"],
             "gpu": "not measured on GPU"}
@@ -127,20 +154,25 @@ def print_table(r: dict) -> None:
     print(f"{'side':>10} {'tokens':>7} {'seconds':>9} {'extra MB':>9} {'mean KL':>10}")
     for side, s in r["sides"].items():
         print(f"{side:>10} {s['tokens']:>7} {s['seconds']:>9.2f} {s['extra_mb']:>9.0f} {s['mean_kl']:>10.6f}")
-    print(f"lightlens / forward passes: time {r['time_over_forward']:.3f}x (goal <= 1.15); "
+    rounds = ", ".join(f"{x:.3f}" for x in r["time_over_forward_per_round"])
+    print(f"lightlens / forward passes: time {r['time_over_forward']:.3f}x (goal <= 1.15; rounds {rounds}); "
           f"lightlens / loop: time {r['time_over_loop']:.3f}x, extra memory {r['extra_memory_over_loop']:.3f}x "
           f"(goal <= 0.5); GPU: {r['gpu']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.divergence [--tokens N] [--runs N] [--out FILE]``; with ``side ...``
-    one measurement (what :func:`in_fresh_process` runs)."""
+    """``python -m benchmarks.divergence [--tokens N] [--runs N] [--out FILE]``; with ``memory ...``
+    or ``times ...`` one worker (what :func:`in_fresh_process` runs)."""
     import argparse
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "side":
+    if argv and argv[0] == "memory":
         _, side, data, tokens, window, threads = argv
-        print(json.dumps(_worker(side, data, int(tokens), int(window), int(threads))))
+        print(json.dumps(_memory_worker(side, data, int(tokens), int(window), int(threads))))
+        return 0
+    if argv and argv[0] == "times":
+        _, data, tokens, window, threads, rounds = argv
+        print(json.dumps(_timing_worker(data, int(tokens), int(window), int(threads), int(rounds))))
         return 0
     p = argparse.ArgumentParser(prog="python -m benchmarks.divergence", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
