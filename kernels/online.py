@@ -67,12 +67,15 @@ class OnlineStats:
         self.k = top_k
         self._work = flat_buffer("online.work", rows, width, device=device)  # comparisons, then exponentials
 
-    def begin(self, target_logit: torch.Tensor, targets: torch.Tensor, ignored: torch.Tensor) -> None:
-        """Start a block of rows: their target logits, target ids and which rows have none."""
+    def begin(self, target_logit: torch.Tensor, targets: torch.Tensor, ignored: torch.Tensor, *,
+              from_tiles: bool = False) -> None:
+        """Start a block of rows: their target logits, target ids and which rows have none.
+        ``from_tiles``: the target logits are the tiles' own entries (one tile covers the
+        vocabulary), so no entry needs reconciling with them."""
         r = target_logit.shape[0]
         f = dict(dtype=torch.float32, device=target_logit.device)
         self.t = target_logit.float()
-        self.targets, self.ignored = targets, ignored
+        self.targets, self.ignored, self.from_tiles = targets, ignored, from_tiles
         self.m = torch.full((r,), float("-inf"), **f)
         self.s = torch.zeros(r, **f)
         self.w = torch.zeros(r, **f)
@@ -112,6 +115,8 @@ class OnlineStats:
         of 0/1 (exact below 2^24 columns), which vectorises where a sum of bools does not."""
         n = x.shape[1]
         self.above += torch.gt(x, self.t[:, None], out=work).sum(1).long()
+        if self.from_tiles:  # the target's own entry equals its logit: never above it
+            return
         col = self.targets - v0
         inside = (col >= 0) & (col < n)
         if inside.any():
@@ -149,7 +154,7 @@ class OnlineStats:
         """The top-k with the target's own entry at the target logit the logprob and the rank use
         (a tile may have rounded it differently), re-sorted: best first, equal logits by lower id."""
         vals, ids = self.top_vals, self.top_ids
-        if not self.k:
+        if not self.k or self.from_tiles:
             return vals, ids
         own = (ids == self.targets[:, None]) & ~self.ignored[:, None]
         if not own.any():
@@ -182,6 +187,12 @@ def fold_tiles(t: int, v: int, targets: torch.Tensor, top_k: int, *, ignore_inde
     for r0 in range(0, t, rows):
         r1 = min(t, r0 + rows)
         safe, ignored = split_targets(targets[r0:r1], ignore_index)
+        if cols >= v:  # one tile holds the whole vocabulary: the targets' logits are its entries
+            x = logits_tile(r0, r1, 0, v, tile(buffer, r1 - r0, v))
+            acc.begin(x.gather(1, safe[:, None])[:, 0], safe, ignored, from_tiles=True)
+            acc.add(x, 0)
+            parts.append(acc.finish())
+            continue
         acc.begin(target_logit(r0, r1, safe), safe, ignored)
         for v0 in range(0, v, cols):
             n = min(cols, v - v0)

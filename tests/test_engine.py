@@ -22,8 +22,8 @@ from oracles import f32_tol, float64_stats, model_tol
 
 
 def _jobs(lm, texts, length, stride):
-    docs = [scoring._Doc(e, plan_windows(len(e.ids), max_length=length, stride=stride), 2)
-            for e in encode_many(lm.tokenizer, texts)]
+    encs = encode_many(lm.tokenizer, texts)
+    docs = scoring._Doc.many(encs, [plan_windows(len(e.ids), max_length=length, stride=stride) for e in encs], 2)
     return [(d, w) for d in docs for w in d.windows]
 
 

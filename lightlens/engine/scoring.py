@@ -40,17 +40,25 @@ def check_method(method: str) -> str:
 
 
 class _Doc:
-    """One text being scored: its encoding, windows, and the arrays windows fill in."""
+    """One text being scored: its encoding, windows, and the arrays windows fill in (its slices
+    of arrays made once for all texts: see :meth:`many`)."""
 
-    def __init__(self, enc: Encoding, windows: list[Window], top_k: int):
-        m = len(enc.offsets)
+    def __init__(self, enc: Encoding, windows: list[Window], arrays: dict[str, np.ndarray]):
         self.enc, self.windows, self.shift = enc, windows, int(enc.bos)
-        self.logprobs = np.full(m, np.nan, np.float32)
-        self.entropy = np.full(m, np.nan, np.float32)
-        self.logsumexp = np.full(m, np.nan, np.float32)
-        self.ranks = np.zeros(m, np.int64)
-        self.top_ids = np.full((m, top_k), -1, np.int64)
-        self.top_logprobs = np.full((m, top_k), np.nan, np.float32)
+        self.logprobs, self.entropy, self.logsumexp = arrays["logprobs"], arrays["entropy"], arrays["logsumexp"]
+        self.ranks, self.top_ids, self.top_logprobs = arrays["ranks"], arrays["top_ids"], arrays["top_logprobs"]
+
+    @classmethod
+    def many(cls, encodings: Sequence[Encoding], windows: list[list[Window]], top_k: int) -> list["_Doc"]:
+        """One :class:`_Doc` per encoding, their arrays slices of six allocated once (NaN / 0 / -1
+        until filled)."""
+        ends = np.cumsum([len(enc.offsets) for enc in encodings]).tolist()
+        n = ends[-1] if ends else 0
+        whole = {"logprobs": np.full(n, np.nan, np.float32), "entropy": np.full(n, np.nan, np.float32),
+                 "logsumexp": np.full(n, np.nan, np.float32), "ranks": np.zeros(n, np.int64),
+                 "top_ids": np.full((n, top_k), -1, np.int64), "top_logprobs": np.full((n, top_k), np.nan, np.float32)}
+        return [cls(enc, w, {name: a[start:end] for name, a in whole.items()})
+                for enc, w, start, end in zip(encodings, windows, [0, *ends], ends)]
 
     def fill(self, w: Window, stats, rows: slice) -> None:
         j = slice(w.first - self.shift, w.last - self.shift)
@@ -173,7 +181,8 @@ def score_encodings(lm, encodings: Sequence[Encoding], *, top_k: int = 5, max_le
             "use method='logits' or 'auto'"
         )
     length, step = window_sizes(lm.context_length, max_length, stride)
-    docs = [_Doc(enc, plan_windows(len(enc.ids), max_length=length, stride=step), top_k) for enc in encodings]
+    docs = _Doc.many(encodings, [plan_windows(len(enc.ids), max_length=length, stride=step) for enc in encodings],
+                     top_k)
     jobs = sorted(((d, w) for d in docs for w in d.windows), key=lambda j: j[1].begin - j[1].end)
     if batch_tokens is None:
         batch_tokens = 2048 if lm.device.type == "cpu" else 32768

@@ -87,9 +87,10 @@ class LanguageModel:
                 grown = np.empty(int(valid.max()) + 1, dtype=object)
                 grown[: len(self._strings)] = self._strings
                 self._strings = grown
-            new = np.unique(valid)
-            new = new[np.equal(self._strings[new], None)]
-            self._strings[new] = self.tokenizer.batch_decode(new[:, None].tolist())
+            missing = valid[np.equal(self._strings[valid], None)]
+            if missing.size:
+                new = np.unique(missing)
+                self._strings[new] = self.tokenizer.batch_decode(new[:, None].tolist())
         out = np.full(ids.shape, "", dtype=object)
         out[ids >= 0] = self._strings[valid]
         return out
