@@ -4,8 +4,10 @@ A seeded 2-layer Llama (D=64, V=1,000, a byte-level BPE trained on WikiText-2 of
 2,000 texts of about 60 tokens. The plain loop tokenizes 32 texts at a time with padding, runs
 the model and takes a float32 log-softmax + gather of each padded batch; lightlens runs
 ``lm.score(texts, top_k=5)`` (entropy, rank, top-5 ids, logprobs and strings besides, and a
-ScoreResult with character offsets per text). Each side runs in a fresh process, warmed on a
-few texts first; documents per second are the medians of ``runs`` processes.
+ScoreResult with character offsets per text). Each fresh process warms both on a few texts,
+then the two take turns for ``rounds`` rounds, lightlens first (each call is about 1 s, and
+between fresh processes the same call varied by ±10% here, more than the margin measured);
+documents per second are the medians over every round of ``runs`` processes.
 """
 from __future__ import annotations
 
@@ -72,46 +74,43 @@ def loop(model, tokenizer, texts: list[str]) -> float:
     return total
 
 
-def _worker(side: str, folder: str) -> dict:
+def _worker(folder: str, rounds: int) -> dict:
+    """Both sides in this process, taking turns: their seconds per round."""
     import lightlens
 
     lm = lightlens.load(folder, device="cpu")
     texts = make_texts(lm.tokenizer)
-    warm = texts[:40]
-    if side == "loop":
-        loop(lm.model, lm.tokenizer, warm)
-    else:
-        lm.score(warm, top_k=5, progress=False)
-    t0 = time.perf_counter()
-    if side == "loop":
-        total = loop(lm.model, lm.tokenizer, texts)
-    else:
-        total = sum(r.total_logprob for r in lm.score(texts, top_k=5, progress=False))
-    seconds = time.perf_counter() - t0
+    lm.score(texts[:40], top_k=5, progress=False)
+    loop(lm.model, lm.tokenizer, texts[:40])
+    seconds: dict[str, list[float]] = {"lightlens": [], "loop": []}
+    totals = {}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        totals["lightlens"] = sum(r.total_logprob for r in lm.score(texts, top_k=5, progress=False))
+        seconds["lightlens"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        totals["loop"] = loop(lm.model, lm.tokenizer, texts)
+        seconds["loop"].append(time.perf_counter() - t0)
     n_tokens = sum(len(lm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    return {"side": side, "seconds": seconds, "docs_per_s": len(texts) / seconds, "texts": len(texts),
-            "mean_tokens": n_tokens / len(texts), "total_logprob": total}
+    return {"texts": len(texts), "mean_tokens": n_tokens / len(texts), "seconds": seconds, "total_logprob": totals}
 
 
-def run(runs: int = 3) -> dict:
-    """Both sides, ``runs`` fresh processes each; documents/s medians and their ratio."""
+def run(runs: int = 3, rounds: int = 5) -> dict:
+    """``runs`` fresh processes of ``rounds`` turns each; documents/s medians and their ratio."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_model(Path(tmp) / "tiny")
-        sides = {}
-        for side in ("loop", "lightlens"):
-            results = []
-            for _ in range(runs):
-                out = subprocess.run([sys.executable, "-m", "benchmarks.short", side, str(folder)],
-                                     capture_output=True, text=True, check=True, cwd=ROOT)
-                results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            sides[side] = results
-    loop_dps = statistics.median(r["docs_per_s"] for r in sides["loop"])
-    ours_dps = statistics.median(r["docs_per_s"] for r in sides["lightlens"])
-    first = sides["loop"][0]
+        results = []
+        for _ in range(runs):
+            out = subprocess.run([sys.executable, "-m", "benchmarks.short", str(folder), str(rounds)],
+                                 capture_output=True, text=True, check=True, cwd=ROOT)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    first = results[0]
+    dps = {side: [first["texts"] / t for r in results for t in r["seconds"][side]] for side in ("loop", "lightlens")}
+    loop_dps, ours_dps = statistics.median(dps["loop"]), statistics.median(dps["lightlens"])
     return {"texts": first["texts"], "mean_tokens": first["mean_tokens"], "loop_batch": LOOP_BATCH,
             "loop_docs_per_s": loop_dps, "lightlens_docs_per_s": ours_dps, "ratio": ours_dps / loop_dps,
-            "runs": sides}
+            "rounds": rounds, "docs_per_s": dps, "runs": results}
 
 
-if __name__ == "__main__":  # one side in a fresh process
-    print(json.dumps(_worker(sys.argv[1], sys.argv[2])))
+if __name__ == "__main__":  # one process: both sides, taking turns
+    print(json.dumps(_worker(sys.argv[1], int(sys.argv[2]))))
