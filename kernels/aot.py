@@ -100,8 +100,8 @@ def shipped_kernels() -> list[tuple[str, str, tuple]]:
     launcher can pick on a GPU.
 
     >>> ks = shipped_kernels()
-    >>> len(ks), ks[0], ks[-1]
-    (65, ('token_stats', 'bf16 k=0', ('bf16', 0, True)), ('merge_splits', 'k=64', (64,)))
+    >>> len(ks), ks[0], ks[-1], [k for k in ks if k[0] == 'divergence'][-1]
+    (68, ('token_stats', 'bf16 k=0', ('bf16', 0, True)), ('merge_splits', 'k=64', (64,)), ('divergence', 'fp32', ('fp32',)))
     """
     from .from_hidden import kernel as from_hidden
     from .from_logits import kernel as from_logits
@@ -111,6 +111,7 @@ def shipped_kernels() -> list[tuple[str, str, tuple]]:
     for op, mod in (("token_stats", from_logits), ("fused_token_stats", from_hidden)):
         for dtype, k, aligned in mod.shipped_configs():
             out.append((op, f"{dtype} k={k}{'' if aligned else ' unaligned'}", (dtype, k, aligned)))
+    out += [("divergence", dtype, (dtype,)) for dtype in ("bf16", "fp16", "fp32")]
     return out + [("merge_splits", f"k={k}", (k,)) for k in SHIPPED_TOP_K]
 
 
@@ -170,11 +171,14 @@ def compile_kernel(op: str, args: tuple, arch: int, sass: bool = True) -> dict:
     from triton.backends.compiler import GPUTarget
 
     from . import split_v
+    from .divergence import kernel as divergence
     from .from_hidden import kernel as from_hidden
     from .from_logits import kernel as from_logits
 
     if op == "merge_splits":
         src, options = split_v.compile_sources(*args), split_v.merge_config(args[0]).launch_options(False)
+    elif op == "divergence":
+        src, options = divergence.compile_source(*args)
     else:
         mod = {"token_stats": from_logits, "fused_token_stats": from_hidden}[op]
         src, options = mod.compile_sources(*args, device=f"sm_{arch}")
@@ -196,7 +200,8 @@ def compile_kernel(op: str, args: tuple, arch: int, sass: bool = True) -> dict:
                mma="wgmma" if "wgmma" in ptx else ("mma" if "mma.sync" in ptx else "none"),
                num_warps=options["num_warps"], num_stages=options["num_stages"])
     res.update(occupancy(res["regs"], res["smem"], res["num_warps"], arch))
-    if sass and op != "merge_splits":  # instructions per logit in the steady state, from the SASS
+    if sass and op not in ("merge_splits", "divergence"):  # instructions per logit in the steady state (SASS;
+        # the divergence kernel sweeps the vocabulary twice, which this count does not describe)
         nvdisasm = os.path.join(os.path.dirname(_ptxas_path(arch)), "nvdisasm")
         if os.path.exists(nvdisasm):
             with tempfile.TemporaryDirectory() as tmp:

@@ -50,3 +50,16 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
     assert re.search(r"^\s*make test\b", ci, re.M)
+
+
+def test_bench_entry_point_runs_the_checkout_benchmarks(capsys, monkeypatch, tmp_path):
+    """``python -m lightlens.bench`` (the issues' name) dispatches to the checkout's benchmarks,
+    and says what to do where there is no checkout."""
+    from lightlens import bench
+
+    assert bench._benchmarks_folder(ROOT) == ROOT
+    with pytest.raises(SystemExit) as done:
+        bench.main(["divergence", "--help"])
+    assert done.value.code == 0 and "--tokens" in capsys.readouterr().out
+    monkeypatch.setattr(bench, "_benchmarks_folder", lambda start: None)
+    assert bench.main(["cpu"]) == 2 and "source checkout" in capsys.readouterr().err
