@@ -167,11 +167,17 @@ class OnlineStats:
 
 
 def fold_tiles(t: int, v: int, targets: torch.Tensor, top_k: int, *, ignore_index: int, chunk_bytes: int,
-               device, target_logit, logits_tile) -> TokenStats:
+               device, target_logit, logits_tile, tiles_exact: bool = True) -> TokenStats:
     """The statistics of T rows of logits over V ids that exist only one tile at a time: for each
     block of rows, ``target_logit(r0, r1, safe_targets)`` gives the rows' target logits [R] and
     ``logits_tile(r0, r1, v0, n, out)`` writes the logits of ids ``v0 .. v0+n-1`` into the reused
     float32 tile ``out`` [R, n] and returns it. Both references are this loop.
+
+    ``tiles_exact``: a tile's entries are the logits ``target_logit`` gives, up to float32
+    rounding (given logits, or a float32 head). Then, where one tile holds the whole vocabulary,
+    the targets' logits are read from it and ``target_logit`` is not called. A half-precision
+    head's tiles are rounded to its dtype, so its targets always come from ``target_logit``:
+    a token's numbers must not depend on how many rows share its batch.
 
     >>> x = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
     >>> s = fold_tiles(1, 4, torch.tensor([2]), 1, ignore_index=-100, chunk_bytes=1024, device=None,
@@ -187,7 +193,7 @@ def fold_tiles(t: int, v: int, targets: torch.Tensor, top_k: int, *, ignore_inde
     for r0 in range(0, t, rows):
         r1 = min(t, r0 + rows)
         safe, ignored = split_targets(targets[r0:r1], ignore_index)
-        if cols >= v:  # one tile holds the whole vocabulary: the targets' logits are its entries
+        if cols >= v and tiles_exact:  # one tile holds the vocabulary: the targets' logits are its entries
             x = logits_tile(r0, r1, 0, v, tile(buffer, r1 - r0, v))
             acc.begin(x.gather(1, safe[:, None])[:, 0], safe, ignored, from_tiles=True)
             acc.add(x, 0)

@@ -4,7 +4,8 @@ A freshly allocated tens-of-MB tensor is fresh pages from the kernel: every 4 Ki
 and is zeroed on first write (~1.5 ms for 8 MB here, as long as the matmul that fills it), and
 once glibc's malloc has handed such blocks back, each batch pays it again. Scoring many short
 texts paid it on every batch; the divergence op, whose blocks need several [rows, V] temporaries,
-on every block. A workspace is one named flat buffer per (thread, device, dtype, name) that
+on every block. A workspace is one named flat buffer per (thread, dtype, name) on the CPU (a GPU's
+caching allocator already reuses blocks: there it is a plain ``torch.empty``) that
 grows to the largest size asked for and is then reused: views of it live until the next call
 that asks for the same name, so a caller must be done with a view before asking again (a
 function takes its buffers at its start and keeps none in what it returns).
@@ -31,10 +32,13 @@ def workspace(name: str, numel: int, *, dtype: torch.dtype = torch.float32, devi
     >>> workspace("x", 3, dtype=torch.int64).dtype
     torch.int64
     """
+    device = torch.device(device if device is not None else "cpu")
+    if device.type != "cpu":  # a GPU's caching allocator reuses blocks by itself: keep nothing
+        return torch.empty(numel, dtype=dtype, device=device)
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}
-    key = (name, dtype, torch.device(device if device is not None else "cpu"))
+    key = (name, dtype, device)
     buf = buffers.get(key)
     if buf is None or buf.numel() < numel:
         buffers.pop(key, None)  # free the smaller one first: the peak is the new size, not both
@@ -43,10 +47,12 @@ def workspace(name: str, numel: int, *, dtype: torch.dtype = torch.float32, devi
     return buf[:numel]
 
 
-def release() -> None:
-    """Free this thread's buffers (they are kept for the next call otherwise).
+def release(prefix: str = "") -> None:
+    """Free this thread's buffers whose names start with ``prefix`` (all by default); they are
+    kept for the next call otherwise.
 
-    >>> _ = workspace("y", 10); release(); workspace("y", 1).numel()
+    >>> _ = workspace("y", 10); release("y"); workspace("y", 1).numel()
     1
     """
-    _local.buffers = {}
+    buffers = getattr(_local, "buffers", {})
+    _local.buffers = {key: buf for key, buf in buffers.items() if not key[0].startswith(prefix)}

@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 def _benchmarks_folder(start: Path) -> Path | None:
-    """The checkout holding ``benchmarks/__main__.py``: ``start`` or the folder above this package."""
-    for root in (start, Path(__file__).resolve().parents[1]):
+    """The checkout holding ``benchmarks/__main__.py``: the one this package sits in (an editable
+    install), else ``start``."""
+    for root in (Path(__file__).resolve().parents[1], start):
         if (root / "benchmarks" / "__main__.py").is_file():
             return root
     return None

@@ -132,3 +132,16 @@ def test_ties_at_the_top_take_the_lowest_id(op, k):
     assert s.top1_p.tolist() == [40] * 4 and s.top1_q.tolist() == [77] * 4
     want = float64_divergence(xp, xq, targets)
     np.testing.assert_array_equal(s.rank_p.numpy(), want["rank_p"].numpy())
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("gap", [16.0, 19.0, 25.0])
+def test_one_token_far_more_likely_under_p(op, gap):
+    """P gives one token e^gap times Q's probability (two different models): reverse KL gets
+    about p of it and must stay finite and exact (1 + expm1(-D) rounds to 0 from D ~ 17)."""
+    xp, xq, targets = pair(6, 3000, 2.0, 0.01)
+    xq[:, 7] -= gap  # log P - log Q = gap at token 7: still the fast path (|D| <= 30)
+    kw = {"block_v": 256} if op == "triton" else {}
+    s = OPS[op](xp, xq, targets, **kw)
+    assert torch.isfinite(s.reverse_kl).all()
+    check(s, xp, xq, targets)

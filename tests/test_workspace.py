@@ -75,3 +75,16 @@ def test_made_in_inference_mode_works_outside():
         inside = fused_token_stats_reference(torch.eye(3), x.T.repeat(1, 3), torch.tensor([1, 2, 0]), 2)
     outside = fused_token_stats_reference(torch.eye(3), x.T.repeat(1, 3), torch.tensor([1, 2, 0]), 2)
     assert torch.equal(inside.logprob, outside.logprob)
+
+
+def test_half_precision_head_does_not_depend_on_the_batch():
+    """A bf16 head's statistics are the same whether one tile holds the vocabulary or not (the
+    target logit never comes from a bf16-rounded tile on one path and float32 on the other)."""
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(50, 16, generator=g).bfloat16()
+    w = (torch.randn(1000, 16, generator=g) * 0.5).bfloat16()
+    y = torch.randint(0, 1000, (50,), generator=g)
+    whole = fused_token_stats_reference(h, w, y, 3)  # 50 x 1000 fits one tile
+    tiled = fused_token_stats_reference(h, w, y, 3, chunk_bytes=2048)  # 64-column tiles
+    assert torch.allclose(whole.logprob, tiled.logprob, atol=1e-5, rtol=0)
+    assert torch.equal(whole.rank, tiled.rank)

@@ -1,6 +1,7 @@
 """`divergence_stats_reference`: two predictive distributions over one vocabulary compared row by
-row in pure torch, a block of rows at a time (float32, extra memory O(rows · V), never [T, V]).
-The CPU path, and the Triton kernel's twin.
+row in pure torch, a block of rows at a time (float32, extra memory O(rows · V), never [T, V]: the
+[rows, V] temporaries are work buffers kept between calls, :mod:`..workspace`). The CPU path,
+and the Triton kernel's twin.
 
 For a row with logits ``x_p`` (the base P) and ``x_q`` (the other model Q), with
 ``D = (x_p − x_q) − (lse_p − lse_q) = log P − log Q`` computed in float32:
@@ -154,7 +155,7 @@ def _block(xp_raw, xq_raw, targets, k: int, ignore_index: int):
         lse_p, lse_q = torch.logsumexp(xp, 1), torch.logsumexp(xq, 1)
         D = torch.sub(xp, xq).sub_((lse_p - lse_q)[:, None])
         tops = [xp.argmax(1), xq.argmax(1)]  # before the guarded path overwrites its copies
-        P, Q, terms = _careful_terms(xp, xq, D, copy=xp.data_ptr() == xp_raw.data_ptr())
+        P, Q, terms = _careful_terms(xp, xq, D, copy=(xp is xp_raw, xq is xq_raw))
     nan = torch.isnan(P.lse) | torch.isnan(Q.lse)
     nan_f = torch.full_like(P.lse, float("nan"))
     out_f = [torch.where(nan, nan_f, a) for a in (P.lse, Q.lse, *terms, P.entropy, Q.entropy)]
@@ -209,11 +210,10 @@ def _dot(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 def _fast_terms(xp, xq, w):
     """Everything from two blocks of finite float32 logits whose log-ratios D stay within ±30
     (so no entry is 0 in one row only and no e^±D overflows), or None where they do not: a
-    few passes, one exp an entry and model and one expm1 an entry. With e = expm1(−D):
+    few passes, one exp an entry and model. With e = expm1(−D):
 
         KL(P‖Q) = Σ p·(D + e)
-        KL(Q‖P) = Σ q·(expm1(D) − D) = −Σ q·((D + e) + D·e) / (1 + e)   (no second expm1; every
-                  term of the order of D², as accurate as expm1(D) − D)
+        KL(Q‖P) = Σ q·(expm1(D) − D)
         JS      = ½ Σ p·f(−D) + ½ Σ q·f(D) = −½ Σ p·L − ½ Σ q·(D + L),  L = log1p(e / 2)
 
     (``p·f(−D) + q·f(D) = (p + q)·f(−D) − q·D``, f(−D) = −L); p and q arrive unnormalised
@@ -225,19 +225,18 @@ def _fast_terms(xp, xq, w):
         return None
     e = torch.neg(D, out=_buffer("e", xp)).expm1_()  # expm1(−D); ``w``: a work buffer
     sp, sq = P.norm[:, 0], Q.norm[:, 0]
-    t = torch.add(e, D, out=_buffer("t", xp))  # D + e ≈ D²/2, exact where e ≈ −D
-    kl = _dot(P.p, t, w) / sp
-    r = torch.addcmul(t, D, e, out=w).div_(torch.add(e, 1.0, out=t))  # −(expm1(D) − D), from D² terms
-    reverse_kl = -_dot(Q.p, r, r) / sq
+    kl = _dot(P.p, torch.add(e, D, out=w), w) / sp
+    # expm1(D) itself, not −e / (1 + e): where P outweighs Q by e^17 or more, 1 + e rounds to 0
+    reverse_kl = _dot(Q.p, torch.expm1(D, out=w).sub_(D), w) / sq
     L = e.mul_(0.5).log1p_()
     js = -0.5 * (_dot(P.p, L, w) / sp + _dot(Q.p, D.add_(L), w) / sq)
     return P, Q, (kl, reverse_kl, js)
 
 
-def _careful_terms(xp, xq, D, *, copy: bool):
-    """The same sums with every entry guarded (P(v) = 0, Q(v) = 0, D beyond ±30, NaN)."""
-    if copy:  # float32 input: do not overwrite the caller's logits
-        xp, xq = xp.clone(), xq.clone()
+def _careful_terms(xp, xq, D, *, copy: tuple[bool, bool]):
+    """The same sums with every entry guarded (P(v) = 0, Q(v) = 0, D beyond ±30, NaN);
+    ``copy``: which side is the caller's own float32 logits, not to be overwritten."""
+    xp, xq = (x.clone() if c else x for x, c in zip((xp, xq), copy))
     P, Q = _side(xp), _side(xq)
     kl = _kl_sum(P.p, Q.p, D)
     reverse_kl = _kl_sum(Q.p, P.p, -D)

@@ -74,7 +74,8 @@ def fused_token_stats_reference(
         return _head_tile(hidden[r0:r1], weight[v0 : v0 + n], b, out, logit_scale, softcap)
 
     return fold_tiles(t, v, targets, k, ignore_index=ignore_index, chunk_bytes=chunk_bytes,
-                      device=hidden.device, target_logit=target_logit, logits_tile=logits_tile)
+                      device=hidden.device, target_logit=target_logit, logits_tile=logits_tile,
+                      tiles_exact=weight.dtype == torch.float32)
 
 
 def _head_tile(h, w, b, out, logit_scale, softcap) -> torch.Tensor:

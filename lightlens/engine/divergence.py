@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..kernels.divergence import divergence_stats
-from ..kernels.workspace import workspace
+from ..kernels.workspace import release, workspace
 from ..options import check_bos, check_top_k, check_window_options
 from ..results.divergence import Divergence
 from ..text.tokens import Encoding, encode_many
@@ -150,22 +150,26 @@ def divergence_texts(
     batches = make_batches(jobs, len(jobs), batch_tokens)
     total = sum(w.last - w.first for _, w in jobs)
     rows = _blocks(model)
-    with tqdm(total=total, unit="tok", desc="comparing", disable=not (len(batches) > 1 if progress is None else progress)) as bar:
-        for batch in batches:
-            q_batch = batch_inputs(model, batch)
-            p_rows = (base.rows(batch) if from_file else
-                      row_logits(base, batch_inputs(base, batch), method=method, buffer="divergence.logits_p"))
-            q_rows = row_logits(model, q_batch, method=method, buffer="divergence.logits_q")
-            targets = q_batch.targets
-            n = len(targets)
-            parts = [divergence_stats(p_rows(a, min(a + rows, n)).to(targets.device), q_rows(a, min(a + rows, n)),
-                                      targets[a : a + rows], top_k) for a in range(0, n, rows)]
-            stats = type(parts[0])(*(torch.cat(c).cpu() for c in zip(*parts)))
-            start = 0
-            for doc, w in batch:
-                doc.fill(w, stats, slice(start, start + w.last - w.first))
-                start += w.last - w.first
-            bar.update(n)
+    try:
+        show = len(batches) > 1 if progress is None else progress
+        with tqdm(total=total, unit="tok", desc="comparing", disable=not show) as bar:
+            for batch in batches:
+                q_batch = batch_inputs(model, batch)
+                p_rows = (base.rows(batch) if from_file else
+                          row_logits(base, batch_inputs(base, batch), method=method, buffer="divergence.logits_p"))
+                q_rows = row_logits(model, q_batch, method=method, buffer="divergence.logits_q")
+                targets = q_batch.targets
+                n = len(targets)
+                parts = [divergence_stats(p_rows(a, min(a + rows, n)).to(targets.device), q_rows(a, min(a + rows, n)),
+                                          targets[a : a + rows], top_k) for a in range(0, n, rows)]
+                stats = type(parts[0])(*(torch.cat(c).cpu() for c in zip(*parts)))
+                start = 0
+                for doc, w in batch:
+                    doc.fill(w, stats, slice(start, start + w.last - w.first))
+                    start += w.last - w.first
+                bar.update(n)
+    finally:  # the blocks' work buffers (~100 MB at V = 49,152) are not kept after the call
+        release("divergence.")
     window = {"max_length": length, "stride": step,
               "num_windows": [len(d.windows) for d in docs], "windowed": any(len(d.windows) > 1 for d in docs)}
     info_p = base.info() if not from_file else base.info
