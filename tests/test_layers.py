@@ -35,7 +35,7 @@ LAYERS = {
     "widgets": 7,
     "api": 8,
     "": 9,
-    "cli": 10,
+    "cli": 10, "bench": 10,
     "__main__": 11,
 }
 
