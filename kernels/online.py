@@ -190,17 +190,15 @@ def fold_tiles(t: int, v: int, targets: torch.Tensor, top_k: int, *, ignore_inde
     acc = OnlineStats(rows=rows, width=cols, top_k=top_k, device=device)
     buffer = flat_buffer("online.tile", rows, cols, device=device)
     parts = []
+    whole = cols >= v and tiles_exact  # one tile holds the vocabulary: the targets' logits are its entries
     for r0 in range(0, t, rows):
         r1 = min(t, r0 + rows)
         safe, ignored = split_targets(targets[r0:r1], ignore_index)
-        if cols >= v and tiles_exact:  # one tile holds the vocabulary: the targets' logits are its entries
-            x = logits_tile(r0, r1, 0, v, tile(buffer, r1 - r0, v))
-            acc.begin(x.gather(1, safe[:, None])[:, 0], safe, ignored, from_tiles=True)
-            acc.add(x, 0)
-            parts.append(acc.finish())
-            continue
-        acc.begin(target_logit(r0, r1, safe), safe, ignored)
-        for v0 in range(0, v, cols):
+        first = logits_tile(r0, r1, 0, min(cols, v), tile(buffer, r1 - r0, min(cols, v)))
+        t_logit = first.gather(1, safe[:, None])[:, 0] if whole else target_logit(r0, r1, safe)
+        acc.begin(t_logit, safe, ignored, from_tiles=whole)
+        acc.add(first, 0)
+        for v0 in range(cols, v, cols):
             n = min(cols, v - v0)
             acc.add(logits_tile(r0, r1, v0, n, tile(buffer, r1 - r0, n)), v0)
         parts.append(acc.finish())

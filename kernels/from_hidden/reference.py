@@ -35,10 +35,9 @@ def head_logits(
     >>> head_logits(torch.ones(1, 2), torch.eye(2), softcap=1.0).tolist() == [[0.7615941762924194] * 2]
     True
     """
-    if out is not None:
-        return _head_tile(hidden.to(weight.dtype), weight, bias, out, logit_scale, softcap)
-    x = (hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)).float()
-    return head_transform(x, logit_scale, softcap)
+    if out is None:
+        out = torch.empty(hidden.shape[0], weight.shape[0], dtype=torch.float32, device=hidden.device)
+    return _head_tile(hidden.to(weight.dtype), weight, bias, out, logit_scale, softcap)
 
 
 def fused_token_stats_reference(
